@@ -1,0 +1,23 @@
+"""Tolerances for statistical checks: a correct implementation fails with probability < delta."""
+
+from __future__ import annotations
+
+import math
+
+FALSE_FAIL = 1e-9
+
+
+def binomial_tolerance(n: int, q: float, delta: float = FALSE_FAIL) -> float:
+    """Count tolerance t with P(|K - n q| >= t) <= delta for K ~ Binomial(n, q).
+
+    Bernstein's inequality for a sum of n variables in [0, 1]:
+    P(|K - nq| >= t) <= 2 exp(-t^2 / (2 (n q (1 - q) + t / 3))); solved for t at ``delta``.
+    """
+    log_term = 2 * math.log(2 / delta)
+    variance = n * q * (1 - q)
+    return (log_term / 3 + math.sqrt(log_term**2 / 9 + 4 * log_term * variance)) / 2
+
+
+def mean_tolerance(n: int, bound: float, delta: float = FALSE_FAIL) -> float:
+    """Tolerance on the mean of n independent variables in [-bound, bound] (Hoeffding)."""
+    return 2 * bound * math.sqrt(math.log(2 / delta) / (2 * n))
