@@ -35,6 +35,31 @@ def check_positive(value: Any, name: str) -> float:
     return result
 
 
+def check_in_interval(
+    value: Any,
+    name: str,
+    low: float,
+    high: float,
+    *,
+    include_low: bool = True,
+    include_high: bool = True,
+) -> float:
+    """Return ``value`` as a float after checking it lies in the interval from low to high.
+
+    The message writes the interval as ``[0, 1)`` and so on (``high`` may be ``math.inf``).
+    """
+    interval = f"{'[' if include_low else '('}{low:g}, {high:g}{']' if include_high else ')'}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        kind = type(value).__name__
+        raise TypeError(f"{name} must be a real number in {interval}, but got {kind}")
+    result = float(value)
+    above_low = result >= low if include_low else result > low
+    below_high = result <= high if include_high else result < high
+    if math.isnan(result) or not (above_low and below_high):
+        raise ValueError(f"{name} must be in {interval}, but got {name}={value!r}")
+    return result
+
+
 def check_count(value: Any, name: str, low: int, high: int | None = None) -> int:
     """Return ``value`` as an int after checking ``low <= value <= high`` (None: no upper bound)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

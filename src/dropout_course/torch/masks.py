@@ -75,7 +75,7 @@ def seeded_keep_mask(
     return (hashed_uint32(seed, 0, size, device) < threshold).reshape(shape)
 
 
-def _check_generator(generator: object) -> torch.Generator:
+def check_generator(generator: object) -> torch.Generator:
     if not isinstance(generator, torch.Generator):
         raise TypeError(
             "generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)), "
@@ -86,14 +86,14 @@ def _check_generator(generator: object) -> torch.Generator:
 
 def draw_seed(generator: torch.Generator) -> int:
     """Draw a mask seed from ``generator`` (advancing it), for the seeded masks."""
-    generator = _check_generator(generator)
+    generator = check_generator(generator)
     return int(torch.randint(0, MAX_SEED, (1,), generator=generator, device=generator.device))
 
 
 def keep_mask(shape: int | tuple[int, ...], p: float, generator: torch.Generator) -> torch.Tensor:
     """Bool mask of ``shape`` on ``generator.device``, True (keep) with probability ``1 - p``."""
     shape, p = check_shape(shape), check_probability(p)
-    generator = _check_generator(generator)
+    generator = check_generator(generator)
     draws = torch.randint(
         0, 2**32, shape, generator=generator, device=generator.device, dtype=torch.int64
     )
