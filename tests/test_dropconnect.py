@@ -11,7 +11,7 @@ import torch
 from bounds import FALSE_FAIL, binomial_tolerance, mean_tolerance
 from conftest import DEVICES
 from dropout_course import dropconnect as nd
-from dropout_course import masks
+from dropout_course import ensembles, masks
 from dropout_course.dropout import dropout_backward, dropout_forward
 from dropout_course.torch import dropconnect as td
 from dropout_course.torch import masks as tmasks
@@ -241,6 +241,57 @@ def test_moment_matching_at_p_zero_is_weight_scaling():
     np.testing.assert_array_equal(nd.weight_scaling_predict(x, W, b, _relu), _relu(x @ W + b))
 
 
+def _exact_dropconnect_average(x, W, b, p, readout):
+    """Sum over all 2**(D*M) weight masks (one mask shared by the rows) of P(mask) readout(u)."""
+    d, m = W.shape
+    all_masks, probs = ensembles.enumerate_masks(d * m, p)
+    outputs = [
+        readout(nd.dropconnect_forward(x, W, b, p, train=True, mask=mask.reshape(1, d, m))[0])
+        for mask in all_masks
+    ]
+    return np.tensordot(probs, np.stack(outputs), axes=1), np.max(outputs, axis=0)
+
+
+@pytest.mark.parametrize("chunk_elements", [1 << 22, 1200])  # one block; many, the last partial
+def test_mc_dropconnect_average_approaches_the_exact_mixture(monkeypatch, chunk_elements):
+    monkeypatch.setattr(nd, "CHUNK_ELEMENTS", chunk_elements)
+    x, W, b = _layer(n=3, d=2, m=2, seed=19)
+    p, samples = 0.5, 20_001
+    exact, largest = _exact_dropconnect_average(x, W, b, p, _relu)
+    estimate = nd.mc_dropconnect_predict(
+        x, W, b, p, _relu, rng=np.random.default_rng(20), samples=samples
+    )
+    # relu(u) lies in [0, largest]: Hoeffding, union bound over the entries (< 1e-9 in all)
+    tolerance = np.vectorize(lambda r: mean_tolerance(samples, r / 2, FALSE_FAIL / exact.size))
+    assert estimate.shape == (3, 2) and estimate.dtype == np.float64
+    assert np.all(np.abs(estimate - exact) <= tolerance(largest))
+    # tight enough to tell the mixture from weight scaling, relu(mean), on some entry
+    gap = np.abs(exact - nd.weight_scaling_predict(x, W, b, _relu))
+    assert np.any(gap > 2 * tolerance(largest))
+    again = nd.mc_dropconnect_predict(
+        x, W, b, p, _relu, rng=np.random.default_rng(20), samples=samples
+    )
+    np.testing.assert_array_equal(estimate, again)
+
+
+def test_mc_dropconnect_readout_may_change_the_width_and_p_zero_is_deterministic():
+    x, W, b = _layer(dtype=np.float32)
+    head = np.random.default_rng(21).standard_normal((4, 3)).astype(np.float32)
+
+    def logits(u):
+        return _relu(u) @ head
+
+    predicted = nd.mc_dropconnect_predict(
+        x, W, b, 0.0, logits, rng=np.random.default_rng(0), samples=5
+    )
+    assert predicted.shape == (6, 3) and predicted.dtype == np.float32
+    np.testing.assert_allclose(predicted, logits(x @ W + b), rtol=1e-6)
+    empty = nd.mc_dropconnect_predict(
+        x[:0], W, b, 0.5, logits, rng=np.random.default_rng(0), samples=2
+    )
+    assert empty.shape == (0, 3)
+
+
 # --- numpy: bad input ------------------------------------------------------------------------
 
 
@@ -286,6 +337,14 @@ def test_numpy_rejects_bad_input_with_named_arguments():
         nd.moment_matching_predict(x, W, b, 0.5, "relu", rng=rng, samples=2)
     with pytest.raises(TypeError, match="activation must be a callable"):
         nd.weight_scaling_predict(x, W, b, None)
+    with pytest.raises(TypeError, match="readout must be a callable"):
+        nd.mc_dropconnect_predict(x, W, b, 0.5, "relu", rng=rng, samples=2)
+    with pytest.raises(ValueError, match="samples must be >= 1, but got samples=0"):
+        nd.mc_dropconnect_predict(x, W, b, 0.5, _relu, rng=rng, samples=0)
+    with pytest.raises(ValueError, match=r"readout must return one row per row .* \(12\)"):
+        nd.mc_dropconnect_predict(x, W, b, 0.5, lambda u: u.sum(axis=0), rng=rng, samples=2)
+    with pytest.raises(ValueError, match="needs rng"):
+        nd.mc_dropconnect_predict(x, W, b, 0.5, _relu, rng=None, samples=2)
 
 
 # --- torch twins -----------------------------------------------------------------------------

@@ -16,7 +16,9 @@ Dropout on the inputs is the special case of a mask tied over the outputs,
 Inference: ``dropconnect_forward(train=False)`` (and ``weight_scaling_predict``) use the mean
 weights, the weight-scaling rule. Wan et al. instead match moments: each pre-activation is
 approximated by a Gaussian with the training-time mean and variance (``dropconnect_moments``),
-sampled, passed through the activation and averaged (``moment_matching_predict``).
+sampled, passed through the activation and averaged (``moment_matching_predict``). Both rules
+approximate the average over real weight masks, which ``mc_dropconnect_predict`` estimates by
+sampling training-mode passes.
 
 Naming trap: some codebases (e.g. EfficientNet implementations) call stochastic depth, which
 drops whole residual branches per example, "drop_connect"; it is not DropConnect.
@@ -88,11 +90,11 @@ def check_layer(x: Any, W: Any, b: Any) -> tuple[int, int, int]:
     return n, d, m
 
 
-def check_activation(activation: Any) -> Callable:
-    """Return ``activation`` after checking it is callable."""
+def check_activation(activation: Any, name: str = "activation") -> Callable:
+    """Return ``activation`` after checking it is callable (``name`` is used in the message)."""
     if not callable(activation):
         raise TypeError(
-            f"activation must be a callable (e.g. a ReLU), but got {type(activation).__name__}"
+            f"{name} must be a callable (e.g. a ReLU), but got {type(activation).__name__}"
         )
     return activation
 
@@ -259,3 +261,49 @@ def weight_scaling_predict(
     comparison with ``moment_matching_predict``."""
     check_layer(x, W, b)
     return check_activation(activation)(_dense(x, W, b, 1.0))
+
+
+def mc_dropconnect_predict(
+    x: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray,
+    p: float,
+    readout: Callable[[np.ndarray], np.ndarray],
+    *,
+    rng: np.random.Generator,
+    samples: int,
+) -> np.ndarray:
+    """Monte-Carlo DropConnect: the average of ``readout(u)`` over ``samples`` training passes.
+
+    Each pass draws fresh per-example masks, as ``dropconnect_forward(train=True)`` does, and
+    gives pre-activations u (N, M). This is the reference that weight scaling and moment matching
+    approximate: with an activation as ``readout`` it estimates E[a(u)] (N, M); with the rest of
+    the network (activation, head, softmax) it estimates the mixture's prediction (N, K).
+
+    Args:
+        readout: maps pre-activations (n, M) to an array (n, ...) row by row: row i of its
+            result depends only on row i of u. Several passes are stacked along the example
+            axis into one call, with masks of at most ``CHUNK_ELEMENTS`` bytes (one pass at
+            least).
+        rng: numpy Generator drawing the masks; not needed for p = 0 or p = 1.
+        samples: number of passes, >= 1.
+
+    Returns:
+        ``mean_s readout(u_s)``, shape (N, ...), accumulated in float64, returned in x's dtype.
+    """
+    n, d, m = check_layer(x, W, b)
+    samples = check_count(samples, "samples", 1)
+    check_activation(readout, "readout")
+    total: np.ndarray | None = None
+    for block in chunk_slices(samples, n * d * m):
+        passes = block.stop - block.start
+        stacked, _ = dropconnect_forward(np.tile(x, (passes, 1)), W, b, p, train=True, rng=rng)
+        values = np.asarray(readout(stacked))
+        if values.ndim == 0 or values.shape[0] != passes * n:
+            raise ValueError(
+                f"readout must return one row per row of its input ({passes * n}), "
+                f"but returned shape {values.shape}"
+            )
+        block_sum = values.reshape(passes, n, *values.shape[1:]).sum(axis=0, dtype=np.float64)
+        total = block_sum if total is None else total + block_sum
+    return (total / samples).astype(x.dtype, copy=False)
