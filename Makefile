@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # nbgrader and jupyter find their helpers (alembic, kernels) on PATH.
 RUN := PATH="$(BIN):$$PATH" PYTHONNOUSERSITE=1
 
-.PHONY: setup book test lint lab bench clean
+.PHONY: setup book test lint lab bench clean release autograde feedback audit
 
 setup: $(STAMP)
 
@@ -39,3 +39,24 @@ bench: $(STAMP)
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache
+
+# Graded assignments (nbgrader; see book/instructors.md). Run in the course directory.
+# release: regenerate exercises/ from solutions/ (outputs cleared, solutions and hidden tests
+# removed) and record each assignment in gradebook.db. --force replaces an existing release.
+release: $(STAMP)
+	$(RUN) nbgrader generate_assignment "*" --force
+
+# autograde: every submission in submitted/<student>/<assignment>/ not graded yet (nbgrader adds
+# new students to the gradebook itself). AUTOGRADE_ARGS=--force regrades everything.
+autograde: $(STAMP)
+	$(RUN) nbgrader autograde "*" $(AUTOGRADE_ARGS)
+
+feedback: $(STAMP)
+	$(RUN) nbgrader generate_feedback "*" $(FEEDBACK_ARGS)
+
+# audit: rerun the checks of every submitted assignment out of process; exits non-zero if any
+# autograde score differs from the audit's.
+audit: $(STAMP)
+	@status=0; for assignment in $(sort $(notdir $(wildcard submitted/*/*))); do \
+		$(RUN) python -m dropout_course.grading.audit --assignment $$assignment || status=1; \
+	done; exit $$status

@@ -1,0 +1,24 @@
+"""Tolerances for statistical checks: a correct implementation fails with probability < delta.
+
+The grading package keeps its own copy of these bounds (``tests/`` is not importable from an
+installed package). Every statistical check states beside it which bound it uses and how it
+splits ``FALSE_FAIL`` over its sub-tests (a union bound).
+"""
+
+from __future__ import annotations
+
+import math
+
+FALSE_FAIL = 1e-9
+"""Largest allowed probability that one check fails a correct implementation."""
+
+
+def binomial_tolerance(n: int, q: float, delta: float = FALSE_FAIL) -> float:
+    """Count tolerance t with P(|K - n q| >= t) <= delta for K ~ Binomial(n, q).
+
+    Bernstein's inequality for a sum of n independent variables in [0, 1]:
+    P(|K - nq| >= t) <= 2 exp(-t^2 / (2 (n q (1 - q) + t / 3))), solved for t at ``delta``.
+    """
+    log_term = 2 * math.log(2 / delta)
+    variance = n * q * (1 - q)
+    return (log_term / 3 + math.sqrt(log_term**2 / 9 + 4 * log_term * variance)) / 2

@@ -1,0 +1,242 @@
+"""Checks as plain functions, one registry per assignment, and how student functions are called.
+
+A *check* is a function ``check(keep_mask, *, shape=(200, 50), p=0.3) -> None`` that takes the
+student's functions (as callables) and parameters, and raises ``CheckFailure`` (an
+``AssertionError``) whose message names the property that failed and gives a hint. An
+``Assignment`` keeps a registry from check name to check; a test cell of the notebook, whose
+nbgrader ``grade_id`` is the check's name, runs it with::
+
+    ch2.check("forward_inverted_train", dropout_forward=dropout_forward)
+
+and its hidden part runs the same check on other inputs (``p=0.35, dtype="float32"``). The
+instructor audit runs the very same registry out of process, with proxies in place of the
+student's functions, so both grade with one code path.
+
+Every call of a student function goes through ``LocalFunction``: it refuses functions that reach
+the reference implementation (see :mod:`dropout_course.grading.provenance`), silences warnings
+and output (nbgrader gives 0 points to a test cell that writes to stderr), and turns any exception
+the student's code raises into a ``StudentError`` that says which call failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import types
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .provenance import Forbidden, call_guarded, reference_uses
+
+
+class CheckFailure(AssertionError):
+    """A property of the student's code does not hold; the message names it and gives a hint."""
+
+
+class ReferenceUsed(CheckFailure):
+    """The student's function calls (or reaches) the course's reference implementation."""
+
+
+class StudentError(CheckFailure):
+    """The student's function raised an exception or returned something unusable."""
+
+
+FAILURES: dict[str, type[CheckFailure]] = {
+    cls.__name__: cls for cls in (CheckFailure, ReferenceUsed, StudentError)
+}
+"""Failure classes by name (the audit's worker sends the name across the process boundary)."""
+
+
+class BoundFunction:
+    """A student's function as checks see it: callable, with the name used in the notebook.
+
+    ``LocalFunction`` (in this process) and the audit's ``RemoteFunction`` (in a worker process)
+    are the two kinds.
+    """
+
+    name: str
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+def describe_value(value: Any) -> str:
+    """Short text for an argument in a message: arrays by shape and dtype, rng as ``rng``."""
+    if isinstance(value, np.ndarray):
+        return f"array(shape={value.shape}, dtype={value.dtype})"
+    if isinstance(value, np.random.Generator):
+        return "rng"
+    if isinstance(value, types.FunctionType | functools.partial):
+        return "forward" if isinstance(value, functools.partial) else value.__name__
+    return repr(value)
+
+
+def describe_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """``name(arg, ..., key=value)`` with each argument described by ``describe_value``."""
+    parts = [describe_value(a) for a in args] + [
+        f"{k}={describe_value(v)}" for k, v in kwargs.items()
+    ]
+    return f"{name}({', '.join(parts)})"
+
+
+def _code_of(value: Any) -> types.CodeType | None:
+    """The code a function argument runs (through ``functools.partial``), else None."""
+    function = value.func if isinstance(value, functools.partial) else value
+    return function.__code__ if isinstance(function, types.FunctionType) else None
+
+
+class LocalFunction(BoundFunction):
+    """A student's function in this process, called under the grading rules.
+
+    Creating it runs the static reference scan (``ReferenceUsed`` at once if the function reaches
+    the reference); each call runs under the dynamic guard, with warnings, stdout and stderr
+    captured, and floating-point errors silenced.
+    """
+
+    def __init__(self, name: str, function: Any, forbidden: Forbidden):
+        self.name, self.function, self.forbidden = name, function, forbidden
+        if not callable(function):
+            raise StudentError(
+                f"{name} must be a function, but it is {type(function).__name__}: "
+                f"define it with `def {name}(...):`"
+            )
+        path = reference_uses(function, forbidden)
+        if path is not None:
+            raise ReferenceUsed(
+                f"{name} uses the course's reference implementation ({path}); this part earns "
+                "no marks until you write it yourself with numpy"
+            )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        allowed = frozenset(_code_of(value) for value in (*args, *kwargs.values())) - {None}
+        call = describe_call(self.name, args, kwargs)
+        output = io.StringIO()
+        with (
+            warnings.catch_warnings(),
+            np.errstate(all="ignore"),
+            contextlib.redirect_stdout(output),
+            contextlib.redirect_stderr(output),
+        ):
+            warnings.simplefilter("ignore")
+            try:
+                result, report = call_guarded(self.function, args, kwargs, self.forbidden, allowed)
+            except NotImplementedError:
+                raise StudentError(
+                    f"{self.name} is not written yet: {call} raised NotImplementedError "
+                    "(replace `raise NotImplementedError()`, in it or in a function it calls, "
+                    "with your code)"
+                ) from None
+            except (Exception, SystemExit) as error:
+                raise StudentError(f"{call} raised {type(error).__name__}: {error}") from None
+        if report.tampered:
+            raise CheckFailure(
+                f"{call} changed the interpreter's profile hook, which grading relies on"
+            )
+        if report.reference is not None:
+            raise ReferenceUsed(
+                f"{call} ran the course's reference implementation ({report.reference}); this "
+                "part earns no marks until you write it yourself with numpy"
+            )
+        return result
+
+
+@dataclass(frozen=True)
+class Check:
+    """One registered check: the function, the student functions it takes, what it verifies."""
+
+    name: str
+    function: Callable[..., None]
+    student_functions: tuple[str, ...]
+
+    @property
+    def summary(self) -> str:
+        """First line of the check's docstring: the property it verifies."""
+        return (self.function.__doc__ or self.name).strip().splitlines()[0]
+
+
+class Assignment:
+    """The checks of one assignment, keyed by the ``grade_id`` of the test cell that runs them.
+
+    Args:
+        assignment_id: nbgrader assignment name, e.g. "ch2_inverted_scaling".
+        notebook: notebook name without ``.ipynb``, e.g. "inverted_scaling".
+        forbidden_modules: modules the student's functions must not use (call ``seal`` at the end
+            of the assignment's module to capture them, before any student code runs).
+        allowed_modules: per student function, forbidden modules it may use all the same (its
+            own part is something else: a forward pass may draw its mask with the library).
+    """
+
+    def __init__(
+        self,
+        assignment_id: str,
+        notebook: str,
+        forbidden_modules: Iterable[str],
+        allowed_modules: Mapping[str, tuple[str, ...]] | None = None,
+    ):
+        self.assignment_id, self.notebook = assignment_id, notebook
+        self.forbidden_modules = tuple(forbidden_modules)
+        self.allowed_modules = dict(allowed_modules or {})
+        self.forbidden: Forbidden | None = None
+        self.checks: dict[str, Check] = {}
+
+    def register(
+        self, *student_functions: str
+    ) -> Callable[[Callable[..., None]], Callable[..., None]]:
+        """Decorator: register a check under its function name; it takes ``student_functions``."""
+
+        def decorate(function: Callable[..., None]) -> Callable[..., None]:
+            if function.__name__ in self.checks:
+                raise ValueError(f"check {function.__name__!r} is registered twice")
+            self.checks[function.__name__] = Check(function.__name__, function, student_functions)
+            return function
+
+        return decorate
+
+    def seal(self) -> None:
+        """Capture the handles on the reference code (the module's import runs this)."""
+        self.forbidden = Forbidden.capture(self.forbidden_modules)
+
+    def bind(self, name: str, function: Any) -> BoundFunction:
+        """Wrap a student's function for a check (an audit proxy is already wrapped)."""
+        if isinstance(function, BoundFunction):
+            return function
+        return LocalFunction(name, function, self.forbidden_for(name))
+
+    def forbidden_for(self, name: str) -> Forbidden:
+        """The reference handles student function ``name`` must not reach."""
+        if self.forbidden is None:
+            raise RuntimeError(f"assignment {self.assignment_id} was not sealed")
+        return self.forbidden.without(self.allowed_modules.get(name, ()))
+
+    def run(self, name: str, /, **arguments: Any) -> None:
+        """Run check ``name``: student functions by keyword, parameters by keyword.
+
+        Raises ``CheckFailure`` when the property does not hold.
+        """
+        if name not in self.checks:
+            raise KeyError(f"{self.assignment_id} has no check {name!r}: {sorted(self.checks)}")
+        check = self.checks[name]
+        missing = [f for f in check.student_functions if f not in arguments]
+        if missing:
+            raise TypeError(f"check {name!r} needs the student's {', '.join(missing)}")
+        bound = {f: self.bind(f, arguments.pop(f)) for f in check.student_functions}
+        with warnings.catch_warnings(), np.errstate(all="ignore"):  # a test cell's stderr is fatal
+            warnings.simplefilter("ignore")
+            check.function(**bound, **arguments)
+
+    def check(self, name: str, /, **arguments: Any) -> None:
+        """What a test cell calls: run check ``name`` and say it passed, or fail with the hint.
+
+        The failure is raised afresh here so the notebook shows a short traceback that ends in the
+        message.
+        """
+        try:
+            self.run(name, **arguments)
+        except CheckFailure as failure:
+            raise type(failure)(f"[{name}] {failure}") from None
+        print(f"passed [{name}]: {self.checks[name].summary}")

@@ -1,0 +1,202 @@
+"""Reading assignment notebooks without running them: test-cell calls, cells to run, red flags.
+
+Test cells of the course's assignments contain only calls ``<module>.check("<check>", ...)``:
+keyword arguments that are plain names are the student's functions (looked up in the notebook),
+the others are literal parameters. ``check_calls`` turns a test cell's source (hidden tests
+included) into those calls, which is how the audit reruns exactly what the cell runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+_PROFILERS = {("sys", "setprofile"), ("sys", "settrace"), ("threading", "setprofile")}
+
+
+@dataclass(frozen=True)
+class CheckCall:
+    """One ``check`` call of a test cell."""
+
+    name: str
+    functions: dict[str, str] = field(default_factory=dict)
+    """Check argument -> name of the student's function in the notebook."""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    """Other arguments, as literals."""
+
+
+def check_calls(source: str) -> list[CheckCall]:
+    """The ``check`` calls of a test cell, in order.
+
+    Raises ValueError if the cell holds anything else (the audit could not reproduce it).
+    """
+    calls = []
+    for statement in ast.parse(source).body:
+        call = statement.value if isinstance(statement, ast.Expr) else None
+        if not (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Attribute)
+            and call.func.attr == "check"
+            and len(call.args) == 1
+            and isinstance(call.args[0], ast.Constant)
+            and isinstance(call.args[0].value, str)
+        ):
+            raise ValueError(
+                f"a test cell may only call <module>.check('<name>', ...), but it has: "
+                f"{ast.unparse(statement)}"
+            )
+        functions, parameters = {}, {}
+        for keyword in call.keywords:
+            if keyword.arg is None:
+                raise ValueError(f"**kwargs are not allowed in a test cell: {ast.unparse(call)}")
+            if isinstance(keyword.value, ast.Name):
+                functions[keyword.arg] = keyword.value.id
+            else:
+                parameters[keyword.arg] = ast.literal_eval(keyword.value)
+        calls.append(CheckCall(call.args[0].value, functions, parameters))
+    return calls
+
+
+@dataclass(frozen=True)
+class SourceCell:
+    """What the gradebook knows about a cell of the instructor's source notebook."""
+
+    source: str
+    locked: bool
+    is_test: bool  # an autograded test cell (graded, not a solution cell)
+
+
+@dataclass(frozen=True)
+class CodeCell:
+    """A code cell the audit runs in the worker, and whether the student could edit it."""
+
+    source: str
+    editable: bool
+
+
+@dataclass(frozen=True)
+class AutogradedCell:
+    """A test cell: the audit reruns its source's checks at this point of the notebook."""
+
+    grade_id: str
+
+
+def audit_plan(
+    cells: Iterable[Mapping[str, Any]], source_cells: Mapping[str, SourceCell]
+) -> list[CodeCell | AutogradedCell]:
+    """The steps of a submission in notebook order, as nbgrader's autograde runs them.
+
+    Read-only cells are replaced by their source version and test cells by the source's checks
+    (as nbgrader's OverwriteCells does); test cells the student deleted come at the end (nbgrader
+    puts them back, ``OverwriteCells.add_missing_cells``).
+    """
+    plan: list[CodeCell | AutogradedCell] = []
+    for cell in cells:
+        if cell.get("cell_type") != "code":
+            continue
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        known = source_cells.get(grade_id) if grade_id else None
+        if known is not None and known.is_test:
+            plan.append(AutogradedCell(grade_id))
+        elif known is not None and known.locked:
+            plan.append(CodeCell(known.source, editable=False))
+        else:
+            source = cell.get("source", "")
+            plan.append(CodeCell("".join(source) if isinstance(source, list) else source, True))
+    present = {step.grade_id for step in plan if isinstance(step, AutogradedCell)}
+    plan += [AutogradedCell(g) for g, c in source_cells.items() if c.is_test and g not in present]
+    return plan
+
+
+_IPYTHON_SYNTAX = re.compile(r"^\s*[%!]|\?\s*$", re.MULTILINE)
+
+
+def python_source(source: str) -> str:
+    """A cell as plain Python: IPython magics and ``!`` commands become ``get_ipython()`` calls."""
+    if not _IPYTHON_SYNTAX.search(source):
+        return source
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(source)
+
+
+def _root_name(node: ast.expr) -> str | None:
+    """``np`` for ``np.random.seed``; None if the chain does not start at a name."""
+    while isinstance(node, ast.Attribute | ast.Subscript):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _dotted(node: ast.expr) -> str:
+    return ast.unparse(node)
+
+
+def red_flags(
+    cells: Iterable[CodeCell | AutogradedCell], forbidden_modules: Iterable[str]
+) -> list[str]:
+    """What the editable cells do that tampers with shared state or imports the reference.
+
+    Reported by the audit beside the scores, for an instructor to read: assignments to (or
+    ``setattr``/``del`` on) attributes of imported modules (``np.all = ...``, ``ch2.check =
+    ...``), profiler changes, and imports of ``forbidden_modules``. The scan only reads source;
+    code built at run time (``exec`` of a string) shows up as the ``exec`` call itself.
+    """
+    forbidden = tuple(forbidden_modules)
+    cells = [cell for cell in cells if isinstance(cell, CodeCell)]
+    trees: list[ast.Module | None] = []
+    for cell in cells:
+        try:
+            trees.append(ast.parse(python_source(cell.source)))
+        except SyntaxError:
+            trees.append(None)
+    modules = {"builtins"}
+    for tree in filter(None, trees):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                modules.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    flags = []
+    for index, (cell, tree) in enumerate(zip(cells, trees, strict=True)):
+        if not cell.editable:
+            continue
+        if tree is None:
+            flags.append(f"cell {index}: does not parse")
+            continue
+        for node in ast.walk(tree):
+            flags.extend(f"cell {index}: {text}" for text in _node_flags(node, modules, forbidden))
+    return flags
+
+
+def _node_flags(node: ast.AST, modules: set[str], forbidden: tuple[str, ...]) -> list[str]:
+    flags = []
+    targets: list[ast.expr] = []
+    if isinstance(node, ast.Assign):
+        targets = node.targets
+    elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+        targets = [node.target]
+    elif isinstance(node, ast.Delete):
+        targets = node.targets
+    for target in targets:
+        if isinstance(target, ast.Attribute) and _root_name(target) in modules:
+            flags.append(f"changes {_dotted(target)}")
+    if isinstance(node, ast.Call):
+        name = _dotted(node.func)
+        if name in ("setattr", "delattr") and node.args and _root_name(node.args[0]) in modules:
+            flags.append(f"calls {name} on {_dotted(node.args[0])}")
+        if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
+            if (node.func.value.id, node.func.attr) in _PROFILERS:
+                flags.append(f"calls {name}")
+        if name in ("exec", "eval", "compile", "__import__"):
+            flags.append(f"calls {name}")
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom):
+            names += [f"{node.module}.{alias.name}" for alias in node.names]
+        for module in names:
+            if any(module == p or module.startswith(p + ".") for p in forbidden):
+                flags.append(f"imports {module}")
+                break
+    return flags
