@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from bounds import binomial_tolerance
 from conftest import DEVICES
 from dropout_course import coadaptation as nc
 from dropout_course import ensembles as ne
+from dropout_course.grading.bounds import binomial_tolerance
 from dropout_course.torch import coadaptation as tc
 
 U = np.array([1.0, -1.0, 1.0, -1.0])

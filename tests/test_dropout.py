@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
 
-from bounds import binomial_tolerance, mean_tolerance
 from conftest import DEVICES
 from dropout_course import dropout as nd
 from dropout_course import masks
+from dropout_course.grading.bounds import binomial_tolerance, mean_tolerance
 from dropout_course.torch import dropout as td
 from dropout_course.torch import masks as tmasks
 from gradcheck import numerical_gradient, rel_error

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from bounds import binomial_tolerance
 from conftest import DEVICES
 from dropout_course import masks
+from dropout_course.grading.bounds import binomial_tolerance
 from dropout_course.torch import masks as tmasks
 
 # p values that exercise both branches of the byte-wise draw: 1 - 2**-9 keeps units only

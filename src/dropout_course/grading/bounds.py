@@ -1,8 +1,7 @@
 """Tolerances for statistical checks: a correct implementation fails with probability < delta.
 
-The grading package keeps its own copy of these bounds (``tests/`` is not importable from an
-installed package). Every statistical check states beside it which bound it uses and how it
-splits ``FALSE_FAIL`` over its sub-tests (a union bound).
+The library's own statistical tests use them too. Every statistical check states beside it which
+bound it uses and how it splits ``FALSE_FAIL`` over its sub-tests (a union bound).
 """
 
 from __future__ import annotations
@@ -22,3 +21,8 @@ def binomial_tolerance(n: int, q: float, delta: float = FALSE_FAIL) -> float:
     log_term = 2 * math.log(2 / delta)
     variance = n * q * (1 - q)
     return (log_term / 3 + math.sqrt(log_term**2 / 9 + 4 * log_term * variance)) / 2
+
+
+def mean_tolerance(n: int, bound: float, delta: float = FALSE_FAIL) -> float:
+    """Tolerance on the mean of n independent variables in [-bound, bound] (Hoeffding)."""
+    return 2 * bound * math.sqrt(math.log(2 / delta) / (2 * n))
