@@ -1,0 +1,243 @@
+"""Checks of the HTML the book build writes, read with the standard library's ``html.parser``.
+
+Every page of the table of contents is there; chapters show figures and static sliders; no cell
+printed an error; every citation links into the references page; no page loads a script from the
+network; the download, launch and search features of the theme are there.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import yaml
+
+from browser import ROOT
+from test_book import notebook_pages, toc_files
+
+PAGES = toc_files()
+CHAPTERS = [page for page in PAGES if re.fullmatch(r"book/0[1-6]_\w+", page)]
+CHAPTERS_WITH_SLIDERS = [page for page in CHAPTERS if page[5:7] in {"01", "03", "04", "05"}]
+NOTEBOOKS = notebook_pages()
+REMOTE = re.compile(r"^(https?:)?//", re.IGNORECASE)
+ERROR_OUTPUT_CLASSES = {"stderr", "traceback", "error"}
+"""myst-nb writes a cell's stderr as ``div.output.stderr`` and an exception as
+``div.output.traceback``; docutils marks markup it could not handle ``system-message`` and
+``problematic``."""
+CITE_ROLE = re.compile(r"\{cite(?::\w+)?\}`[^`]+`")
+VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source"}
+
+
+@dataclass(eq=False)
+class Element:
+    """One start tag of a page, the elements it sits in (outermost first) and its text."""
+
+    tag: str
+    attrs: dict[str, str]
+    ancestors: tuple[Element, ...]
+    text: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def classes(self) -> set[str]:
+        return set(self.attrs.get("class", "").split())
+
+    def within(self, other: Element) -> bool:
+        return any(ancestor is other for ancestor in self.ancestors)
+
+    def within_class(self, name: str) -> bool:
+        return any(name in ancestor.classes for ancestor in self.ancestors)
+
+
+class Page(HTMLParser):
+    """The elements and the visible text (no scripts or styles) of one HTML file."""
+
+    def __init__(self, path: Path):
+        super().__init__(convert_charrefs=True)
+        self.path = path
+        self.elements: list[Element] = []
+        self._open: list[Element] = []
+        self._text: list[str] = []
+        self.feed(path.read_text(encoding="utf-8"))
+        self.close()
+        self.text = "".join(self._text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        element = Element(tag, {k: v or "" for k, v in attrs}, tuple(self._open))
+        self.elements.append(element)
+        if tag not in VOID_TAGS:
+            self._open.append(element)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append(Element(tag, {k: v or "" for k, v in attrs}, tuple(self._open)))
+
+    def handle_endtag(self, tag: str) -> None:
+        for depth in range(len(self._open) - 1, -1, -1):
+            if self._open[depth].tag == tag:
+                del self._open[depth:]
+                return
+
+    def handle_data(self, data: str) -> None:
+        if any(element.tag in {"script", "style"} for element in self._open):
+            return
+        self._text.append(data)
+        for element in self._open:
+            element.text.append(data)
+
+    def select(self, tag: str | None = None, cls: str | None = None) -> list[Element]:
+        return [
+            e
+            for e in self.elements
+            if (tag is None or e.tag == tag) and (cls is None or cls in e.classes)
+        ]
+
+    def target(self, href: str) -> Path:
+        """The file a relative link of this page points to."""
+        return (self.path.parent / unquote(urlsplit(href).path)).resolve()
+
+
+@functools.cache
+def parse(path: Path) -> Page:
+    return Page(path)
+
+
+def page_of(built_book: Path, docname: str) -> Page:
+    path = built_book / f"{docname}.html"
+    assert path.is_file(), f"{docname} is in _toc.yml but the build wrote no {path.name}"
+    return parse(path)
+
+
+def snippet(element: Element, chars: int = 300) -> str:
+    return " ".join("".join(element.text).split())[:chars]
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_every_toc_page_is_built(built_book, docname):
+    page = page_of(built_book, docname)
+    assert page.select("h1"), f"{docname}.html has no title (h1)"
+
+
+@pytest.mark.parametrize("docname", CHAPTERS)
+def test_chapter_shows_figures_from_its_cells(built_book, docname):
+    page = page_of(built_book, docname)
+    figures = []
+    for image in page.select("img"):
+        source = image.attrs.get("src", "")
+        if not image.within_class("cell_output"):
+            continue
+        if source.startswith("data:image/png") or (
+            "_images/" in source and source.endswith(".png") and page.target(source).is_file()
+        ):
+            figures.append(source)
+    assert figures, f"{docname}: no cell output shows a PNG figure (data: or _images/)"
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_no_error_output_or_traceback(built_book, docname):
+    page = page_of(built_book, docname)
+    errors = [
+        f"<{e.tag} class={e.attrs['class']!r}>: {snippet(e)}"
+        for e in page.elements
+        if ("output" in e.classes and e.classes & ERROR_OUTPUT_CLASSES)
+        or e.classes & {"system-message", "problematic"}
+    ]
+    if "Traceback" in page.text:
+        at = page.text.index("Traceback")
+        errors.append(f"'Traceback' in the text: ...{page.text[max(0, at - 150) : at + 150]}...")
+    assert not errors, f"{docname} shows error output:\n" + "\n".join(errors)
+
+
+def source_citations(docname: str) -> int:
+    """How many ``{cite}`` roles the page's source has (outside ``code spans`` and fences)."""
+    source = (ROOT / f"{docname}.md").read_text()
+    source = re.sub(r"^(```|~~~).*?^\1", "", source, flags=re.MULTILINE | re.DOTALL)
+    source = re.sub(r"``.+?``", "", source)
+    return len(CITE_ROLE.findall(source))
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_every_citation_links_into_the_references(built_book, docname):
+    page = page_of(built_book, docname)
+    references = (built_book / "book" / "references.html").resolve()
+    citations = page.select("span", "bibtex-citation")
+    links = [a for a in page.select("a") if "href" in a.attrs]
+    problems = []
+    for citation in citations:
+        targets = [a.attrs["href"] for a in links if a.within(citation)]
+        if not targets:
+            problems.append(f"unresolved citation {snippet(citation)!r} (no link)")
+        for href in targets:
+            anchor = urlsplit(href).fragment
+            if page.target(href) != references:
+                problems.append(f"citation {snippet(citation)!r} links to {href}, not references")
+            elif anchor not in {e.attrs.get("id") for e in parse(references).elements}:
+                problems.append(f"citation {snippet(citation)!r}: no #{anchor} in references")
+    roles = source_citations(docname)
+    if len(citations) < roles:
+        problems.append(f"{roles} {{cite}} roles in the source, {len(citations)} citations")
+    assert not problems, f"{docname}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("docname", CHAPTERS_WITH_SLIDERS)
+def test_chapter_has_a_static_slider(built_book, docname):
+    page = page_of(built_book, docname)
+    sliders = page.select("div", "dc-static-slider")
+    assert sliders, f"{docname} has no static slider (div.dc-static-slider from widgets.slider)"
+    for slider in sliders:
+        inputs = [e for e in page.select("input") if e.within(slider)]
+        images = [e for e in page.select("img") if e.within(slider)]
+        assert inputs and all(e.attrs.get("type") == "range" for e in inputs), snippet(slider)
+        assert len(images) == 1 and images[0].attrs["src"].startswith("data:image/png")
+
+
+def test_no_page_loads_a_script_or_stylesheet_from_the_network(built_book):
+    remote = []
+    for path in sorted(built_book.rglob("*.html")):
+        for element in parse(path).elements:
+            if element.tag == "script":
+                url = element.attrs.get("src", "")
+            elif element.tag == "link" and "stylesheet" in element.attrs.get("rel", ""):
+                url = element.attrs.get("href", "")
+            else:
+                continue
+            if REMOTE.match(url):
+                remote.append(f"{path.relative_to(built_book)}: <{element.tag}> {url}")
+    assert not remote, "pages that load from the network:\n" + "\n".join(remote)
+
+
+def expected_launch_buttons() -> list[str]:
+    """The launch buttons ``_config.yml`` asks sphinx-book-theme for (button titles)."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text()).get("launch_buttons", {})
+    names = {"binderhub_url": "Binder", "jupyterhub_url": "JupyterHub", "colab_url": "Colab"}
+    return [f"Launch on {name}" for key, name in names.items() if config.get(key)]
+
+
+@pytest.mark.parametrize("docname", NOTEBOOKS)
+def test_download_and_launch_buttons(built_book, docname):
+    page = page_of(built_book, docname)
+    for button, suffix in [
+        ("btn-download-notebook-button", ".ipynb"),
+        ("btn-download-source-button", ".md"),
+    ]:
+        links = page.select("a", button)
+        assert links, f"{docname}: no {suffix} download button ({button})"
+        href = links[0].attrs["href"]
+        assert href.endswith(f"{docname}{suffix}") and page.target(href).is_file(), href
+    launchers = [e for e in page.select("a") if e.within_class("dropdown-launch-buttons")]
+    titles = {e.attrs.get("title"): e.attrs.get("href", "") for e in launchers}
+    for title in expected_launch_buttons():
+        assert title in titles, f"{docname}: no '{title}' button; found {sorted(titles)}"
+        assert f"{docname}.md" in unquote(titles[title]), f"{title} opens {titles[title]}"
+
+
+def test_search_page_and_index(built_book):
+    search = parse(built_book / "search.html")
+    assert search.select("form"), "search.html has no search form"
+    assert any(e.attrs.get("src", "").endswith("searchindex.js") for e in search.select("script"))
+    index = (built_book / "searchindex.js").read_text()
+    missing = [page for page in PAGES if f'"{page}"' not in index]
+    assert not missing, f"pages missing from the search index: {missing}"

@@ -1,0 +1,166 @@
+"""``dropout_course.widgets.slider``: axis checks, frame order, static HTML and the live widget."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import time
+
+import matplotlib.pyplot as plt
+import pytest
+from matplotlib.figure import Figure
+
+from dropout_course.widgets import MAX_FRAMES, figure_png, slider
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def draw_bar(p: float, width: int = 1) -> Figure:
+    """A small figure that differs for every (p, width): a bar of height p and that width."""
+    figure, axes = plt.subplots(figsize=(3, 2))
+    axes.bar([0], [p], width=width / 4)
+    axes.set_title(f"p={p} width={width}")
+    axes.set_ylim(0, 1)
+    return figure
+
+
+def data_uri(png: bytes) -> str:
+    return f"data:image/png;base64,{base64.b64encode(png).decode()}"
+
+
+@pytest.mark.parametrize(
+    ("axes", "message"),
+    [
+        ({}, "at least one axis"),
+        ({"p": []}, "axis 'p' must hold at least one value"),
+        ({"p": range(MAX_FRAMES + 1)}, f"at most MAX_FRAMES={MAX_FRAMES}"),
+        ({"p": range(30), "width": range(30)}, "span 900 frames"),
+    ],
+)
+def test_bad_axes_are_refused_with_a_message(axes, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        slider(draw_bar, **axes)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"labels": {"q": "rate"}}, "labels/formats name axes ['q']"),
+        ({"formats": {"q": "{:.1f}"}}, "labels/formats name axes ['q']"),
+        ({"initial": {"q": 0.5}}, "initial names axis 'q', which is not one of ['p']"),
+        ({"initial": {"p": 0.3}}, "initial['p'] must be one of [0.0, 0.5], but got 0.3"),
+    ],
+)
+def test_options_that_name_no_axis_or_value_are_refused(options, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        slider(draw_bar, p=[0.0, 0.5], **options)
+
+
+def test_one_frame_per_combination_in_row_major_order():
+    calls = []
+
+    def draw(p, width):
+        calls.append((p, width))
+        return draw_bar(p, width)
+
+    ps, widths = [0.0, 0.5], [1, 2, 3]
+    view = slider(draw, p=ps, width=widths)
+    assert calls == [(p, w) for p in ps for w in widths]  # the last axis varies fastest
+    assert len(view.frames) == len(ps) * len(widths)
+    for p in ps:
+        for w in widths:
+            index = view.frame_index(p=p, width=w)
+            assert index == ps.index(p) * len(widths) + widths.index(w)
+            assert view.frames[index] == figure_png(draw_bar(p, w))
+    assert len(set(view.frames)) == len(view.frames)
+
+
+def test_every_drawn_figure_is_closed():
+    plt.close("all")
+    slider(draw_bar, p=[0.0, 0.25, 0.5])
+    assert plt.get_fignums() == []
+
+
+def test_static_html_has_one_range_input_per_axis_and_every_frame():
+    ps, widths = [0.0, 0.25, 0.5], [1, 2]
+    view = slider(
+        draw_bar,
+        p=ps,
+        width=widths,
+        labels={"p": "rate <p>"},
+        formats={"p": "{:.2f}"},
+        initial={"p": 0.25, "width": 2},
+    )
+    page = view._repr_html_()
+    assert page.startswith('<div class="dc-static-slider"')
+    inputs = re.findall(r"<input [^>]*>", page)
+    assert len(inputs) == 2
+    assert all('type="range"' in tag and 'min="0"' in tag for tag in inputs)
+    assert [re.search(r'max="(\d+)"', tag)[1] for tag in inputs] == ["2", "1"]
+    assert [re.search(r'value="(\d+)"', tag)[1] for tag in inputs] == ["1", "1"]
+    assert "rate &lt;p&gt; = " in page and "rate <p>" not in page  # the label is escaped
+    assert '["0.00", "0.25", "0.50"]' in page  # captions in the given format
+    for frame in view.frames:
+        assert data_uri(frame) in page
+    start = view.frame_index(p=0.25, width=2)
+    image = re.search(r'<img [^>]*src="([^"]+)"', page)[1]
+    assert image == data_uri(view.frames[start])
+    assert "<script src" not in page and "http" not in page  # nothing is fetched
+
+
+def test_static_html_is_the_same_for_the_same_draw():
+    first = slider(draw_bar, p=[0.0, 0.5], initial={"p": 0.5})._repr_html_()
+    again = slider(draw_bar, p=[0.0, 0.5], initial={"p": 0.5})._repr_html_()
+    other = slider(draw_bar, p=[0.0, 0.75], initial={"p": 0.75})._repr_html_()
+    assert first == again
+    element_id = re.compile(r'id="(dc-slider-[0-9a-f]+)"')
+    assert element_id.search(first)[1] != element_id.search(other)[1]
+
+
+def test_mime_bundle_has_the_static_html_and_the_live_widget_view():
+    view = slider(draw_bar, p=[0.0, 0.5])
+    bundle = view._repr_mimebundle_()
+    assert bundle["text/html"] == view._repr_html_()
+    assert bundle[WIDGET_VIEW]["model_id"] == view.widget().model_id
+    assert repr(view) == "Slider(p=2 values, 2 frames)"
+
+
+def test_live_widget_redraws_within_0_3_s(monkeypatch):
+    """Moving a slider redraws its output from the precomputed result in under 0.3 s."""
+    precomputed = {p: [p * k for k in range(50)] for p in (0.0, 0.25, 0.5, 0.75)}
+
+    def draw(p):
+        figure, axes = plt.subplots(figsize=(7, 3))
+        axes.plot(precomputed[p])
+        axes.set_title(f"p = {p}")
+        return figure
+
+    shown: list[str] = []
+
+    def display(figure):  # what the kernel does with a figure: render it to PNG
+        figure.savefig(io.BytesIO(), format="png")
+        shown.append(figure.axes[0].get_title())
+
+    monkeypatch.setattr("IPython.display.display", display)
+    view = slider(draw, p=list(precomputed))
+    control = view.widget().children[0]
+    assert shown == ["p = 0.0"]  # the first draw
+    seconds = []
+    for p in [0.25, 0.5, 0.75]:  # the best of three moves: a busy machine slows some of them
+        start = time.perf_counter()
+        control.value = p
+        seconds.append(time.perf_counter() - start)
+    assert shown == ["p = 0.0", "p = 0.25", "p = 0.5", "p = 0.75"]
+    assert min(seconds) < 0.3, f"the redraws took {seconds} s"
+    assert plt.get_fignums() == []
+
+
+def test_widget_is_built_once_with_a_slider_per_axis():
+    view = slider(draw_bar, p=[0.0, 0.5], width=[1, 2], initial={"width": 2})
+    box = view.widget()
+    assert view.widget() is box
+    controls = box.children[:-1]
+    assert [c.value for c in controls] == [0.0, 2]
+    assert [c.index for c in controls] == [0, 1]
+    assert [c.options for c in controls] == [(("0", 0.0), ("0.5", 0.5)), (("1", 1), ("2", 2))]
