@@ -1,4 +1,7 @@
-"""The book builds like ``make book`` (warnings are errors) and every chapter runs, within budget.
+"""The book builds like ``make book`` (warnings are errors) and every chapter runs.
+
+Each notebook's execution time goes to ``test-artifacts/execution-times.txt``: speed is reported,
+not asserted (a timed test would fail on a busy machine for no fault of the code).
 
 The build itself is the session fixture ``book_build`` in ``conftest.py``; the checks of the HTML
 it writes are in ``test_book_html.py`` and ``test_browser.py``.
@@ -13,10 +16,6 @@ from pathlib import Path
 import yaml
 
 from browser import ARTIFACTS, ROOT
-
-EXECUTION_BUDGET_S = 240.0
-"""Seconds all notebooks may take together: the whole book builds from clean in 5 minutes on a
-2-core machine, and Sphinx itself needs the rest."""
 
 
 def toc_files(toc: Path = ROOT / "_toc.yml") -> list[str]:
@@ -49,7 +48,7 @@ def test_book_builds_without_warnings(book_build):
     )
 
 
-def test_every_notebook_ran_from_the_cache_within_budget(book_build, built_book):
+def test_every_notebook_ran_from_the_cache(book_build, built_book):
     """myst-nb recorded a successful, cached execution of every notebook page."""
     with (book_build.build_dir / ".doctrees" / "environment.pickle").open("rb") as file:
         environment = pickle.load(file)
@@ -70,11 +69,6 @@ def test_every_notebook_ran_from_the_cache_within_budget(book_build, built_book)
     uncached = [page for page, data in executions.items() if data["method"] != "cache"]
     assert not uncached, f"not executed through the jupyter-cache (execute_notebooks): {uncached}"
     assert not list((built_book / "reports").rglob("*.log")), "myst-nb wrote error reports"
-    total = sum(data["runtime"] or 0.0 for data in executions.values())
-    assert total <= EXECUTION_BUDGET_S, (
-        f"the notebooks take {total:.0f} s together, more than the {EXECUTION_BUDGET_S:.0f} s "
-        f"budget:\n{report}"
-    )
 
 
 def test_intro_shows_outputs_of_the_library(built_book):

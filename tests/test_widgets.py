@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
-import io
 import re
-import time
+import subprocess
+import sys
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
@@ -14,6 +15,7 @@ from matplotlib.figure import Figure
 from dropout_course.widgets import MAX_FRAMES, figure_png, slider
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def draw_bar(p: float, width: int = 1) -> Figure:
@@ -109,13 +111,27 @@ def test_static_html_has_one_range_input_per_axis_and_every_frame():
     assert "<script src" not in page and "http" not in page  # nothing is fetched
 
 
-def test_static_html_is_the_same_for_the_same_draw():
-    first = slider(draw_bar, p=[0.0, 0.5], initial={"p": 0.5})._repr_html_()
-    again = slider(draw_bar, p=[0.0, 0.5], initial={"p": 0.5})._repr_html_()
-    other = slider(draw_bar, p=[0.0, 0.75], initial={"p": 0.75})._repr_html_()
-    assert first == again
-    element_id = re.compile(r'id="(dc-slider-[0-9a-f]+)"')
-    assert element_id.search(first)[1] != element_id.search(other)[1]
+def test_static_html_is_deterministic_and_ids_are_unique_on_a_page():
+    view = slider(draw_bar, p=[0.0, 0.5], initial={"p": 0.5})
+    assert view._repr_html_() == view._repr_html_()
+    twin = slider(draw_bar, p=[0.0, 0.5], initial={"p": 0.5})
+    other = slider(draw_bar, p=[0.0, 0.75], initial={"p": 0.75})
+    element_id = re.compile(r'id="(dc-slider-[0-9a-f]+)-(\d+)"')
+    ids = [element_id.search(v._repr_html_()).groups() for v in (view, twin, other)]
+    assert ids[0][0] == ids[1][0] != ids[2][0]  # the content digest: same frames, same digest
+    assert len({f"{digest}-{n}" for digest, n in ids}) == 3  # yet no two share an element id
+    # The same slider in a new process (a rebuild of the book) gives the same page.
+    script = (
+        "import matplotlib; matplotlib.use('Agg'); import sys; sys.path.insert(0, 'tests');"
+        "from test_widgets import draw_bar; from dropout_course.widgets import slider;"
+        "print(slider(draw_bar, p=[0.0, 0.5], initial={'p': 0.5})._repr_html_())"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       check=True, cwd=ROOT).stdout
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1] and "dc-static-slider" in runs[0]
 
 
 def test_mime_bundle_has_the_static_html_and_the_live_widget_view():
@@ -126,33 +142,22 @@ def test_mime_bundle_has_the_static_html_and_the_live_widget_view():
     assert repr(view) == "Slider(p=2 values, 2 frames)"
 
 
-def test_live_widget_redraws_within_0_3_s(monkeypatch):
-    """Moving a slider redraws its output from the precomputed result in under 0.3 s."""
-    precomputed = {p: [p * k for k in range(50)] for p in (0.0, 0.25, 0.5, 0.75)}
+def test_live_widget_shows_the_precomputed_frame_without_drawing_again():
+    """A move swaps in the frame rendered beforehand: it never calls ``draw``, so it is instant."""
+    calls: list[tuple[float, int]] = []
 
-    def draw(p):
-        figure, axes = plt.subplots(figsize=(7, 3))
-        axes.plot(precomputed[p])
-        axes.set_title(f"p = {p}")
-        return figure
+    def counted_draw(p: float, width: int = 1) -> Figure:
+        calls.append((p, width))
+        return draw_bar(p, width)
 
-    shown: list[str] = []
-
-    def display(figure):  # what the kernel does with a figure: render it to PNG
-        figure.savefig(io.BytesIO(), format="png")
-        shown.append(figure.axes[0].get_title())
-
-    monkeypatch.setattr("IPython.display.display", display)
-    view = slider(draw, p=list(precomputed))
-    control = view.widget().children[0]
-    assert shown == ["p = 0.0"]  # the first draw
-    seconds = []
-    for p in [0.25, 0.5, 0.75]:  # the best of three moves: a busy machine slows some of them
-        start = time.perf_counter()
-        control.value = p
-        seconds.append(time.perf_counter() - start)
-    assert shown == ["p = 0.0", "p = 0.25", "p = 0.5", "p = 0.75"]
-    assert min(seconds) < 0.3, f"the redraws took {seconds} s"
+    view = slider(counted_draw, p=[0.0, 0.25, 0.5], width=[1, 2])
+    assert len(calls) == 6  # one frame per combination, rendered once
+    *controls, image = view.widget().children
+    assert image.value == view.frames[view.frame_index(p=0.0, width=1)]
+    for p, width in [(0.25, 1), (0.5, 2), (0.0, 2)]:
+        controls[0].value, controls[1].value = p, width
+        assert image.value == view.frames[view.frame_index(p=p, width=width)]
+    assert len(calls) == 6
     assert plt.get_fignums() == []
 
 

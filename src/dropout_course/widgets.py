@@ -3,8 +3,9 @@
 ``slider(draw, p=[0.0, 0.25, 0.5])`` renders ``draw(p=v)`` once per slider position and returns
 an object that Jupyter displays two ways from one output:
 
-* in JupyterLab (a kernel and the ipywidgets manager are there), as ipywidgets sliders that redraw
-  ``draw`` from the precomputed results on every move, well within 0.3 s;
+* in JupyterLab (a kernel and the ipywidgets manager are there), as ipywidgets sliders over an
+  image widget that shows the frame of the chosen values: a move only swaps PNG bytes, so it
+  answers at once, and ``draw`` never runs again after the frames are rendered;
 * in the built book (no kernel, no network), as self-contained HTML: ``<input type="range">``
   elements, every frame as an embedded PNG, and a few lines of inline JavaScript that swap them.
   The book drops the widget view (``nb_mime_priority_overrides`` in ``_config.yml``) and loads no
@@ -27,6 +28,8 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+
+_NUMBERS = itertools.count()
 
 MAX_FRAMES = 400
 """Most frames one slider may embed (each is a PNG of a few tens of kB in the page)."""
@@ -78,6 +81,7 @@ class Slider:
     ):
         self.draw, self.axes, self.labels, self.formats = draw, axes, labels, formats
         self.initial = initial
+        self.number = next(_NUMBERS)  # tells apart identical sliders on one page
         combos = itertools.product(*axes.values())
         self.frames = [figure_png(draw(**dict(zip(axes, combo, strict=True)))) for combo in combos]
         self._widget = None
@@ -91,7 +95,7 @@ class Slider:
 
     def _repr_html_(self) -> str:
         digest = hashlib.sha1(b"".join(self.frames) + repr(self.labels).encode()).hexdigest()
-        uid = f"dc-slider-{digest[:12]}"
+        uid = f"dc-slider-{digest[:12]}-{self.number}"
         sources = [f"data:image/png;base64,{base64.b64encode(f).decode()}" for f in self.frames]
         start = self.frame_index(**self.initial)
         rows, captions, sizes = [], [], []
@@ -137,14 +141,13 @@ class Slider:
 </div>"""
 
     def widget(self):
-        """The live view: ipywidgets sliders and an output area that ``draw`` redraws into."""
+        """The live view: ipywidgets sliders over an image that shows the matching frame."""
         if self._widget is None:
             self._widget = self._build_widget()
         return self._widget
 
     def _build_widget(self):
         import ipywidgets  # only the live view needs it
-        from IPython.display import display
 
         controls = {
             name: ipywidgets.SelectionSlider(
@@ -157,26 +160,23 @@ class Slider:
             )
             for name, options in self.axes.items()
         }
-        output = ipywidgets.Output()
+        image = ipywidgets.Image(value=self.frames[self.frame_index(**self.initial)], format="png")
+        image.add_class("dc-live-slider-frame")
 
-        def redraw(change: dict | None = None) -> None:
-            figure = self.draw(**{name: c.value for name, c in controls.items()})
-            with output:
-                output.clear_output(wait=True)
-                display(figure)
-            plt.close(figure)
+        def show(change: dict | None = None) -> None:
+            image.value = self.frames[self.frame_index(**{n: c.value for n, c in controls.items()})]
 
         for control in controls.values():
-            control.observe(redraw, names="value")
-        redraw()
-        return ipywidgets.VBox([*controls.values(), output])
+            control.observe(show, names="value")
+        return ipywidgets.VBox([*controls.values(), image])
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
-        bundle = {"text/html": self._repr_html_(), "text/plain": repr(self)}
+        bundle = {"text/html": self._repr_html_()}
         try:
             bundle.update(self.widget()._repr_mimebundle_())
         except ImportError:  # no ipywidgets: the static view is all there is
             pass
+        bundle["text/plain"] = repr(self)
         return bundle
 
     def __repr__(self) -> str:
