@@ -260,3 +260,33 @@ def test_mean_and_spread_over_seeds():
     np.testing.assert_allclose(spread, [np.sqrt(2.0), 0.0])
     mean, spread = sw.mean_and_spread(np.array([[0.5], [0.25]]))
     np.testing.assert_array_equal(spread, [0.0, 0.0])
+
+
+def test_best_rate_averages_validation_over_runs_and_ignores_other_columns():
+    table = {
+        "p": np.array([0.5, 0.0, 0.5, 0.2, 0.0, 0.2]),
+        "seed": np.array([0, 0, 1, 0, 1, 1]),
+        "train_acc": np.array([0.7, 1.0, 0.7, 0.9, 1.0, 0.9]),  # would pick 0.0
+        "val_acc": np.array([0.9, 0.6, 0.3, 0.7, 0.6, 0.7]),  # best run 0.5, best mean 0.2
+        "test_acc": np.array([0.9, 0.9, 0.9, 0.1, 0.9, 0.1]),  # would pick 0.0 or 0.5
+    }
+    assert sw.best_rate(table) == 0.2
+    assert sw.best_rate({"p": [0.3], "val_acc": [0.1]}) == 0.3
+
+
+def test_best_rate_breaks_ties_towards_the_smallest_rate_whatever_the_row_order():
+    tied = {
+        "p": np.array([0.6, 0.1, 0.3, 0.6, 0.1]),
+        "val_acc": np.array([0.5, 0.75, 0.5, 1.0, 0.75]),
+    }
+    assert sw.best_rate(tied) == 0.1
+    assert sw.best_rate({"p": tied["p"][::-1], "val_acc": tied["val_acc"][::-1]}) == 0.1
+
+
+def test_best_rate_rejects_ragged_or_empty_tables():
+    with pytest.raises(ValueError, match="one value per run"):
+        sw.best_rate({"p": [0.1, 0.2], "val_acc": [0.5]})
+    with pytest.raises(ValueError, match="one value per run"):
+        sw.best_rate({"p": [], "val_acc": []})
+    with pytest.raises(ValueError, match="rank 1"):
+        sw.best_rate({"p": [[0.1]], "val_acc": [[0.5]]})

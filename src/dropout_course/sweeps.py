@@ -18,7 +18,8 @@ change to the data, the config or that code retrains.
 
 ``hold_out_test`` sets a test set aside before any tuning, so a rate chosen on validation accuracy
 can be reported on examples that played no part in choosing it; ``selection_bias`` measures how
-much a score flatters a configuration chosen on the same examples.
+much a score flatters a configuration chosen on the same examples; ``best_rate`` chooses a rate
+from a table of runs by validation accuracy alone.
 """
 
 from __future__ import annotations
@@ -412,3 +413,29 @@ def mean_and_spread(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     values = np.asarray(values, dtype=float)
     spread = values.std(axis=-1, ddof=1) if values.shape[-1] > 1 else np.zeros(values.shape[:-1])
     return values.mean(axis=-1), spread
+
+
+def best_rate(table: Mapping[str, Sequence[float] | np.ndarray]) -> float:
+    """The dropout rate with the highest mean validation accuracy in a table of runs.
+
+    Args:
+        table: columns of equal length, one row per run: ``"p"`` (the run's dropout rate) and
+            ``"val_acc"`` (its validation accuracy). Other columns (``"seed"``, ``"train_acc"``,
+            ``"test_acc"``, ...) are ignored: the choice uses validation data only, so a test
+            score measured afterwards stays an honest estimate.
+
+    Returns:
+        The rate whose runs (several seeds, say) have the highest mean ``"val_acc"``; among rates
+        tied for it, the smallest (the least noise and the fastest training).
+    """
+    rates = np.asarray(table["p"], dtype=float)
+    scores = np.asarray(table["val_acc"], dtype=float)
+    check_rank(rates, 'table["p"]', (1,), "one rate per run")
+    if scores.shape != rates.shape or not rates.size:
+        raise ValueError(
+            'table["p"] and table["val_acc"] must hold one value per run (at least one run), '
+            f"but have shapes {rates.shape} and {scores.shape}"
+        )
+    candidates = np.unique(rates)  # sorted: argmax keeps the first, smallest, of tied rates
+    means = np.array([scores[rates == rate].mean() for rate in candidates])
+    return float(candidates[np.argmax(means)])

@@ -21,6 +21,11 @@ from .framework import Assignment, CheckFailure, ReferenceUsed, StudentError
 
 ASSIGNMENT_MODULES = {
     "ch2_inverted_scaling": "dropout_course.grading.ch2",
+    "ch4_dropconnect": "dropout_course.grading.ch4",
+    "ch5_tuning": "dropout_course.grading.ch5",
+    "ch3_ensembles": "dropout_course.grading.ch3",
+    "ch1_coadaptation": "dropout_course.grading.ch1",
+    "ch6_beyond_dense": "dropout_course.grading.ch6",
 }
 """nbgrader assignment id -> module of its checks (add a line per new assignment)."""
 
