@@ -14,6 +14,7 @@ import math
 import pickle
 import sys
 import types
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from dropout_course.grading import (
     load_assignment,
 )
 from dropout_course.grading.bounds import FALSE_FAIL, binomial_tolerance
+from dropout_course.grading.framework import describe_value
 from dropout_course.grading.notebook import (
     AutogradedCell,
     CodeCell,
@@ -127,9 +129,21 @@ def test_test_cells_use_registered_checks_named_after_them(assignment):
     assert used == set(checks.checks), "a registered check no test cell runs"
 
 
-def test_ch2_points():
-    points = {grade_id: p for grade_id, (p, _) in grade_cells("ch2_inverted_scaling").items()}
-    assert sum(points.values()) == 16 and len(points) == 10
+AUTOGRADED = {  # assignment -> (autograded points, autograded test cells); + 4 by hand each
+    "ch1_coadaptation": (14, 9),
+    "ch2_inverted_scaling": (16, 10),
+    "ch3_ensembles": (16, 8),
+    "ch4_dropconnect": (18, 11),
+    "ch5_tuning": (12, 9),
+    "ch6_beyond_dense": (20, 14),
+}
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_points_per_assignment(assignment):
+    """The points the book's exercise page and the README announce."""
+    points = [p for p, _ in grade_cells(assignment).values()]
+    assert (sum(points), len(points)) == AUTOGRADED[assignment]
 
 
 # A submission's functions may print, warn and divide by zero: the check must stay silent.
@@ -405,6 +419,50 @@ def test_worker_calls_functions_and_syncs_mutable_arguments(worker):
     np.testing.assert_array_equal(values, np.random.default_rng(3).random((2, 2)))
     assert isinstance(cache, Handle)
     np.testing.assert_array_equal(rng.random(2), np.random.default_rng(3).random(6)[4:])
+
+
+def test_worker_syncs_arrays_even_when_numpy_is_patched(worker):
+    """A student who replaces numpy's comparisons in the worker cannot hide an in-place edit."""
+    worker.run_cell(
+        "import numpy as np\n"
+        "np.array_equal = lambda *a, **k: True\n"
+        "np.array = lambda a, *args, **kwargs: a\n"
+        "def scale(x):\n"
+        "    x *= 2\n"
+        "    return x"
+    )
+    x = np.ones(3)
+    worker.function("scale")(x)
+    np.testing.assert_array_equal(x, [2.0, 2.0, 2.0])
+
+
+def test_parsing_from_many_threads_agrees_with_one():
+    sources = [f"def f{i}(x):\n    return x + {i}\n%time f{i}(1)\n" for i in range(200)]
+    cells = [CodeCell(source, editable=True) for source in sources]
+    with ThreadPoolExecutor(8) as pool:
+        flags = list(pool.map(lambda cell: red_flags([cell], ()), cells))
+        calls = list(pool.map(check_calls, ['ch.check("a", f=g, p=0.5)'] * 200))
+    assert flags == [[]] * 200 and all(c[0].parameters == {"p": 0.5} for c in calls)
+
+
+def test_describe_value_keeps_messages_short():
+    params = {f"W{i}": np.zeros((100, 100)) for i in range(50)}
+    assert describe_value(params).startswith("dict(keys=W0, W1")
+    assert len(describe_value(params)) <= 80
+    assert describe_value(list(range(1000))) == "list of 1000 items"
+    assert describe_value((3, 4)) == "(3, 4)" and describe_value((5,)) == "(5,)"
+    assert describe_value(np.zeros((2, 3), np.float32)) == "array(shape=(2, 3), dtype=float32)"
+
+
+def test_partly_open_module_keeps_only_the_exercise_forbidden():
+    forbidden = load_assignment("ch3_ensembles").forbidden
+    from dropout_course import ensembles
+
+    assert (
+        forbidden.name_of(ensembles.enumerate_masks) == "dropout_course.ensembles.enumerate_masks"
+    )
+    assert forbidden.name_of(ensembles.init_tiny_mlp) is None
+    assert not forbidden.module_is_forbidden("dropout_course.ensembles")
 
 
 def test_worker_refuses_reference_code_like_the_kernel(worker):

@@ -127,8 +127,9 @@ def test_static_html_is_deterministic_and_ids_are_unique_on_a_page():
         "print(slider(draw_bar, p=[0.0, 0.5], initial={'p': 0.5})._repr_html_())"
     )
     runs = [
-        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                       check=True, cwd=ROOT).stdout
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+        ).stdout
         for _ in range(2)
     ]
     assert runs[0] == runs[1] and "dc-static-slider" in runs[0]

@@ -26,3 +26,21 @@ def binomial_tolerance(n: int, q: float, delta: float = FALSE_FAIL) -> float:
 def mean_tolerance(n: int, bound: float, delta: float = FALSE_FAIL) -> float:
     """Tolerance on the mean of n independent variables in [-bound, bound] (Hoeffding)."""
     return 2 * bound * math.sqrt(math.log(2 / delta) / (2 * n))
+
+
+def chi_square_interval(k: int, delta: float = FALSE_FAIL) -> tuple[float, float]:
+    """(low, high) with P(X / k outside [low, high]) <= delta for X ~ chi-square(k).
+
+    Laurent & Massart (2000, lemma 1): P(X - k >= 2 sqrt(k t) + 2 t) <= exp(-t) and
+    P(k - X >= 2 sqrt(k t)) <= exp(-t); each tail gets delta / 2, so t = ln(2 / delta).
+    """
+    t = math.log(2 / delta)
+    return 1 - 2 * math.sqrt(t / k), 1 + 2 * math.sqrt(t / k) + 2 * t / k
+
+
+def normal_mean_tolerance(n: int, std: float, delta: float = FALSE_FAIL) -> float:
+    """Tolerance with P(|mean of n iid N(mu, std^2) - mu| >= tolerance) <= delta.
+
+    The mean is N(mu, std^2 / n), and P(|Z| >= z) <= 2 exp(-z^2 / 2) (Chernoff).
+    """
+    return std * math.sqrt(2 * math.log(2 / delta) / n)

@@ -15,7 +15,7 @@ The student writes, in numpy and with the reference's signatures (``dropout_cour
 The network is a given building block: the notebook imports ``TinyMLP``, ``init_tiny_mlp``,
 ``mlp_probs`` and ``weight_scaling_predict`` from the reference, and student code may call any
 part of ``dropout_course.ensembles`` except the functions of the exercise itself (and their
-private machinery), which stay forbidden (``allow_module_except``).
+private machinery), which stay forbidden (``Assignment(partly_open=...)``).
 
 How the checks stay fair: enumeration and the ensembles are deterministic, so they are checked
 exactly (up to float32 rounding), in whatever order the masks come; MC moments are checked
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -48,19 +48,6 @@ from dropout_course.ensembles import TinyMLP, dropped_units, init_tiny_mlp, logi
 from .bounds import FALSE_FAIL, binomial_tolerance
 from .framework import Assignment, BoundFunction, CheckFailure
 from .properties import as_array, close, require, unpack_pair
-from .provenance import Forbidden
-
-ASSIGNMENT = Assignment(
-    "ch3_ensembles",
-    notebook="ensembles",
-    forbidden_modules=(
-        "dropout_course.ensembles",
-        "dropout_course.torch",
-        "dropout_course.grading",
-        "torch",
-    ),
-)
-check = ASSIGNMENT.check
 
 EXERCISE_PARTS = (
     "enumerate_masks",
@@ -73,28 +60,18 @@ EXERCISE_PARTS = (
 )
 """Functions of ``dropout_course.ensembles`` that stay forbidden: the exercise and its machinery."""
 
-
-def allow_module_except(forbidden: Forbidden, module: str, parts: Iterable[str]) -> Forbidden:
-    """``forbidden`` with ``module`` opened to student code, except its functions ``parts``.
-
-    The framework forbids whole modules (the dynamic guard flags any frame of a forbidden
-    module). Here the module is also the source of building blocks, so it stops being a
-    forbidden prefix and only the ``parts`` stay forbidden: by object (static scan), by code
-    object (the dynamic guard sees every call into them, nested ones included) and by bytecode
-    fingerprint (recompiled copies).
-    """
-    closed = tuple(f"{module}.{name}" for name in parts)
-
-    def keep(name: str) -> bool:
-        inside = name == module or name.startswith(module + ".")
-        return not inside or any(name == c or name.startswith(c + ".") for c in closed)
-
-    return Forbidden(
-        tuple(prefix for prefix in forbidden.prefixes if prefix != module),
-        {key: value for key, value in forbidden.objects.items() if keep(value[0])},
-        {code: name for code, name in forbidden.codes.items() if keep(name)},
-        {print_: name for print_, name in forbidden.fingerprints.items() if keep(name)},
-    )
+ASSIGNMENT = Assignment(
+    "ch3_ensembles",
+    notebook="ensembles",
+    forbidden_modules=(
+        "dropout_course.ensembles",
+        "dropout_course.torch",
+        "dropout_course.grading",
+        "torch",
+    ),
+    partly_open={"dropout_course.ensembles": EXERCISE_PARTS},
+)
+check = ASSIGNMENT.check
 
 
 # --- networks, inputs and the exact averages the checks compare with ---------------------------
@@ -771,6 +748,3 @@ def mc_predict_sampling(
 
 
 ASSIGNMENT.seal()
-ASSIGNMENT.forbidden = allow_module_except(
-    ASSIGNMENT.forbidden, "dropout_course.ensembles", EXERCISE_PARTS
-)

@@ -16,8 +16,9 @@ over time) are checked exactly; the forward pass is checked exactly where the no
 (``noise=``); where the student draws the randomness, only properties of the draw are checked,
 each with a tail bound at a total false-fail probability below ``FALSE_FAIL`` = 1e-9 per check,
 written beside it: Bernstein (``bounds.binomial_tolerance``) for keep rates and the agreement of
-neighbours, the Gaussian tail for a mean, and Laurent & Massart's chi-square bounds
-(``chi_square_interval``) for a variance and for the variance ratio that tests independent noise.
+neighbours, the Gaussian tail for a mean (``bounds.normal_mean_tolerance``), and Laurent &
+Massart's chi-square bounds (``bounds.chi_square_interval``) for a variance and for the variance
+ratio that tests independent noise.
 No check compares random draws with the reference's, so loops or vectorised code, any way of
 drawing, bool or float masks, float32 or float64 all pass; seeds are fixed, so grades are
 deterministic. Each statistical check reads the draws the mask actually holds (a mask shared by the
@@ -38,7 +39,7 @@ from dropout_course import masks as _reference_masks  # noqa: F401  (captured by
 from dropout_course import variants as _reference_variants  # noqa: F401  (captured by seal)
 from dropout_course._validate import broadcasts_within_rank
 
-from .bounds import FALSE_FAIL
+from .bounds import FALSE_FAIL, chi_square_interval, normal_mean_tolerance
 from .framework import Assignment, BoundFunction, CheckFailure
 from .properties import adjacent_agreement, as_array, close, require, require_count, unpack_pair
 
@@ -58,24 +59,6 @@ check = ASSIGNMENT.check
 
 
 # Tail bounds, and draws that come from rng -----------------------------------------------------
-
-
-def chi_square_interval(k: int, delta: float = FALSE_FAIL) -> tuple[float, float]:
-    """(low, high) with P(X / k outside [low, high]) <= delta for X ~ chi-square(k).
-
-    Laurent & Massart (2000, lemma 1): P(X - k >= 2 sqrt(k t) + 2 t) <= exp(-t) and
-    P(k - X >= 2 sqrt(k t)) <= exp(-t); each tail gets delta / 2, so t = ln(2 / delta).
-    """
-    t = math.log(2 / delta)
-    return 1 - 2 * math.sqrt(t / k), 1 + 2 * math.sqrt(t / k) + 2 * t / k
-
-
-def normal_mean_tolerance(n: int, std: float, delta: float = FALSE_FAIL) -> float:
-    """Tolerance with P(|mean of n iid N(mu, std^2) - mu| >= tolerance) <= delta.
-
-    The mean is N(mu, std^2 / n), and P(|Z| >= z) <= 2 exp(-z^2 / 2) (Chernoff).
-    """
-    return std * math.sqrt(2 * math.log(2 / delta) / n)
 
 
 def gaussian_dropout_std(p: float) -> float:

@@ -65,15 +65,37 @@ class BoundFunction:
         raise NotImplementedError
 
 
+MAX_DESCRIPTION = 80
+"""Longest description of one argument in a message (longer ones are cut with ``...``)."""
+
+
 def describe_value(value: Any) -> str:
-    """Short text for an argument in a message: arrays by shape and dtype, rng as ``rng``."""
+    """Short text for an argument in a message.
+
+    Arrays by shape and dtype, ``rng`` for a generator, functions by name, dicts by their keys
+    (a dict of parameters would fill the message), tuples and lists item by item while short;
+    at most ``MAX_DESCRIPTION`` characters.
+    """
     if isinstance(value, np.ndarray):
         return f"array(shape={value.shape}, dtype={value.dtype})"
     if isinstance(value, np.random.Generator):
         return "rng"
     if isinstance(value, types.FunctionType | functools.partial):
         return "forward" if isinstance(value, functools.partial) else value.__name__
-    return repr(value)
+    if isinstance(value, dict):
+        text = f"dict(keys={', '.join(map(str, value))})"
+    elif type(value) in (tuple, list) and len(value) <= 4:
+        items = ", ".join(describe_value(item) for item in value)
+        text = (
+            f"({items}{',' if len(value) == 1 else ''})"
+            if isinstance(value, tuple)
+            else f"[{items}]"
+        )
+    elif type(value) in (tuple, list):
+        text = f"{type(value).__name__} of {len(value)} items"
+    else:
+        text = repr(value)
+    return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 3] + "..."
 
 
 def describe_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -169,6 +191,8 @@ class Assignment:
             of the assignment's module to capture them, before any student code runs).
         allowed_modules: per student function, forbidden modules it may use all the same (its
             own part is something else: a forward pass may draw its mask with the library).
+        partly_open: forbidden modules that also provide building blocks, each mapped to the
+            names in it that stay forbidden (the exercise's functions and their machinery).
     """
 
     def __init__(
@@ -177,10 +201,12 @@ class Assignment:
         notebook: str,
         forbidden_modules: Iterable[str],
         allowed_modules: Mapping[str, tuple[str, ...]] | None = None,
+        partly_open: Mapping[str, tuple[str, ...]] | None = None,
     ):
         self.assignment_id, self.notebook = assignment_id, notebook
         self.forbidden_modules = tuple(forbidden_modules)
         self.allowed_modules = dict(allowed_modules or {})
+        self.partly_open = dict(partly_open or {})
         self.forbidden: Forbidden | None = None
         self.checks: dict[str, Check] = {}
 
@@ -199,7 +225,10 @@ class Assignment:
 
     def seal(self) -> None:
         """Capture the handles on the reference code (the module's import runs this)."""
-        self.forbidden = Forbidden.capture(self.forbidden_modules)
+        forbidden = Forbidden.capture(self.forbidden_modules)
+        for module, parts in self.partly_open.items():
+            forbidden = forbidden.open_except(module, parts)
+        self.forbidden = forbidden
 
     def bind(self, name: str, function: Any) -> BoundFunction:
         """Wrap a student's function for a check (an audit proxy is already wrapped)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,7 @@ def check_calls(source: str) -> list[CheckCall]:
     Raises ValueError if the cell holds anything else (the audit could not reproduce it).
     """
     calls = []
-    for statement in ast.parse(source).body:
+    for statement in parse(source).body:
         call = statement.value if isinstance(statement, ast.Expr) else None
         if not (
             isinstance(call, ast.Call)
@@ -114,13 +115,26 @@ def audit_plan(
 _IPYTHON_SYNTAX = re.compile(r"^\s*[%!]|\?\s*$", re.MULTILINE)
 
 
+_PARSE_LOCK = threading.Lock()
+"""The audit reads submissions from several threads; parsing and IPython's transformer run one
+at a time (CPython 3.11's parser raised SystemError when two threads parsed at once)."""
+
+
 def python_source(source: str) -> str:
     """A cell as plain Python: IPython magics and ``!`` commands become ``get_ipython()`` calls."""
     if not _IPYTHON_SYNTAX.search(source):
         return source
     from IPython.core.inputtransformer2 import TransformerManager
 
-    return TransformerManager().transform_cell(source)
+    with _PARSE_LOCK:
+        return TransformerManager().transform_cell(source)
+
+
+def parse(source: str) -> ast.Module:
+    """``ast.parse`` of a cell (IPython syntax allowed), safe to call from several threads."""
+    source = python_source(source)
+    with _PARSE_LOCK:
+        return ast.parse(source)
 
 
 def _root_name(node: ast.expr) -> str | None:
@@ -149,7 +163,7 @@ def red_flags(
     trees: list[ast.Module | None] = []
     for cell in cells:
         try:
-            trees.append(ast.parse(python_source(cell.source)))
+            trees.append(parse(cell.source))
         except SyntaxError:
             trees.append(None)
     modules = {"builtins"}

@@ -127,6 +127,26 @@ class Forbidden:
             {k: v for k, v in self.fingerprints.items() if keep(v)},
         )
 
+    def open_except(self, module: str, parts: Iterable[str]) -> Forbidden:
+        """The same handles with ``module`` opened to student code, except its names ``parts``.
+
+        For a module that is both the exercise and a source of building blocks: it stops being a
+        forbidden prefix, and only ``parts`` (functions, and their private machinery) stay
+        forbidden, by object (static scan), by code object (the dynamic guard sees every call
+        into them, nested ones included) and by bytecode fingerprint (recompiled copies).
+        """
+        closed = tuple(f"{module}.{name}" for name in parts)
+
+        def keep(name: str) -> bool:
+            return not _matches(name, (module,)) or _matches(name, closed)
+
+        return Forbidden(
+            tuple(prefix for prefix in self.prefixes if prefix != module),
+            {k: v for k, v in self.objects.items() if keep(v[0])},
+            {k: v for k, v in self.codes.items() if keep(v)},
+            {k: v for k, v in self.fingerprints.items() if keep(v)},
+        )
+
     def module_is_forbidden(self, module_name: str) -> bool:
         """True if ``module_name`` is one of the prefixes or inside one."""
         return _matches(module_name, self.prefixes)

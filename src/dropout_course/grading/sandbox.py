@@ -157,14 +157,22 @@ def from_wire(value: Any, store: dict[int, Any]) -> Any:
     return value
 
 
+_GENERATOR, _NDARRAY = np.random.Generator, np.ndarray
+"""Captured at import, before any student code: the worker's student may rebind numpy's names."""
+
+
 def mutable_states(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[Any, Any]:
-    """States of the mutable arguments (arrays, generators), keyed by position or keyword."""
+    """States of the mutable arguments (arrays, generators), keyed by position or keyword.
+
+    Copies are made with the array type's own method (student code can rebind ``np.array`` in a
+    worker, not a method of a built-in type).
+    """
     states = {}
     for key, value in (*enumerate(args), *kwargs.items()):
-        if isinstance(value, np.random.Generator):
+        if isinstance(value, _GENERATOR):
             states[key] = value.bit_generator.state
-        elif isinstance(value, np.ndarray) and value.dtype.kind in _NUMERIC_KINDS:
-            states[key] = np.array(value)
+        elif isinstance(value, _NDARRAY) and value.dtype.kind in _NUMERIC_KINDS:
+            states[key] = _NDARRAY.copy(value)
     return states
 
 
