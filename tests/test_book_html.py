@@ -241,3 +241,15 @@ def test_search_page_and_index(built_book):
     index = (built_book / "searchindex.js").read_text()
     missing = [page for page in PAGES if f'"{page}"' not in index]
     assert not missing, f"pages missing from the search index: {missing}"
+
+
+def test_exercises_page_offers_every_release_notebook(built_book):
+    """Each assignment's student notebook is downloadable from the book, exactly as released."""
+    page = page_of(built_book, "book/exercises")
+    targets = [page.target(a.attrs["href"]) for a in page.select("a") if "href" in a.attrs]
+    offered = {path.name: path for path in targets if path.suffix == ".ipynb" and path.is_file()}
+    releases = sorted((ROOT / "exercises").glob("*/*.ipynb"))
+    assert releases
+    for release in releases:
+        assert release.name in offered, f"book/exercises.md does not link {release.name}"
+        assert offered[release.name].read_bytes() == release.read_bytes(), release.name
