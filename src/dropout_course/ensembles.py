@@ -181,12 +181,14 @@ def chunk_slices(total: int, params: TinyMLP, n_examples: int) -> Iterator[slice
 # --- the network --------------------------------------------------------------------------------
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (the K classes) of logits (..., K), computed stably."""
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-softmax over the last axis (the K classes) of logits (..., K), computed stably."""
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
@@ -247,9 +249,9 @@ def mlp_probs(
     train_scale, eval_scale = output_scales(p, scaling)
     units = dropped_units(params, x)
     if mask is None:
-        return _softmax(_head(params, units * eval_scale))
+        return softmax(_head(params, units * eval_scale))
     check_unit_mask(mask, *units.shape)
-    return _softmax(_head(params, np.where(mask, units * train_scale, 0)))
+    return softmax(_head(params, np.where(mask, units * train_scale, 0)))
 
 
 def weight_scaling_predict(
@@ -305,7 +307,7 @@ def ensemble_arithmetic_mean(
     params: TinyMLP, x: np.ndarray, p: float, *, scaling: str = "inverted"
 ) -> np.ndarray:
     """Exact mixture (N, K): ``sum_m P(m) softmax_m`` over all 2**U subnetworks (U <= 20)."""
-    return _ensemble_sum(params, x, p, scaling, _softmax)
+    return _ensemble_sum(params, x, p, scaling, softmax)
 
 
 def ensemble_nwgm(
@@ -315,7 +317,7 @@ def ensemble_nwgm(
 
     ``exp(sum_m P(m) log softmax_m)``, renormalised over the K classes; computed in log space.
     """
-    return _softmax(_ensemble_sum(params, x, p, scaling, _log_softmax))
+    return softmax(_ensemble_sum(params, x, p, scaling, log_softmax))
 
 
 def mc_dropout_moments(
@@ -335,7 +337,7 @@ def mc_dropout_moments(
     units = dropped_units(params, x)
     check_pass_masks(masks, *units.shape)
     probs = np.concatenate(
-        [_softmax(logits) for _, logits in _logits_per_mask(params, units, masks, train_scale)]
+        [softmax(logits) for _, logits in _logits_per_mask(params, units, masks, train_scale)]
     )
     return probs.mean(axis=0), probs.var(axis=0)
 

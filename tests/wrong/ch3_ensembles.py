@@ -213,8 +213,8 @@ def mean_via_library(params, x, p, *, scaling="inverted"):
 def nwgm_via_private_helper(params, x, p, *, scaling="inverted"):
     from dropout_course import ensembles
 
-    log_mean = ensembles._ensemble_sum(params, x, p, scaling, ensembles._log_softmax)
-    return ensembles._softmax(log_mean)
+    log_mean = ensembles._ensemble_sum(params, x, p, scaling, ensembles.log_softmax)
+    return ensembles.softmax(log_mean)
 
 
 ENUMERATION_CELLS = frozenset({"enumerate_masks_all", "enumerate_masks_probs"})

@@ -39,11 +39,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from scipy.special import log_softmax, softmax
 
 from dropout_course import ensembles as _reference_ensembles  # noqa: F401  (captured by seal)
 from dropout_course.dropout import output_scales
-from dropout_course.ensembles import TinyMLP, dropped_units, init_tiny_mlp, logits_from_units
+from dropout_course.ensembles import (
+    TinyMLP,
+    dropped_units,
+    init_tiny_mlp,
+    log_softmax,
+    logits_from_units,
+    softmax,
+)
 
 from .bounds import FALSE_FAIL, binomial_tolerance
 from .framework import Assignment, BoundFunction, CheckFailure
@@ -110,7 +116,7 @@ def _weight_scaled_probs(params: TinyMLP, x: np.ndarray, p: float, scaling: str)
     params = _float64(params)
     _, eval_scale = output_scales(p, scaling)
     units = dropped_units(params, np.asarray(x, dtype=np.float64))
-    return softmax(logits_from_units(params, units * eval_scale), axis=-1)
+    return softmax(logits_from_units(params, units * eval_scale))
 
 
 def _enumeration(n_units: int, p: float) -> tuple[np.ndarray, np.ndarray]:
@@ -123,9 +129,9 @@ def _enumeration(n_units: int, p: float) -> tuple[np.ndarray, np.ndarray]:
 def _averages(logits: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
     """Weighted averages (N, K) of the members whose logits are ``logits`` (M, N, K):
     the mixture, the NWGM and the weighted geometric mean before renormalisation."""
-    geometric = np.exp(np.tensordot(weights, log_softmax(logits, axis=-1), axes=1))
+    geometric = np.exp(np.tensordot(weights, log_softmax(logits), axes=1))
     return {
-        "mean": np.tensordot(weights, softmax(logits, axis=-1), axes=1),
+        "mean": np.tensordot(weights, softmax(logits), axes=1),
         "nwgm": geometric / geometric.sum(axis=-1, keepdims=True),
         "geometric": geometric,
     }
@@ -556,12 +562,10 @@ def mc_mean(
         seed=seed,
     )
     for mean, _, logits, call in runs:
-        probs = softmax(logits, axis=-1)
+        probs = softmax(logits)
         mistakes = {
             "that is the softmax of the averaged logits (the NWGM of the passes): apply the "
-            "softmax to each pass, then average the probabilities": softmax(
-                logits.mean(axis=0), axis=-1
-            ),
+            "softmax to each pass, then average the probabilities": softmax(logits.mean(axis=0)),
             "those are averaged logits: apply the softmax to each pass, then average the "
             "probabilities": logits.mean(axis=0),
             "that is the first pass alone: average over all T passes": probs[0],
@@ -595,7 +599,7 @@ def mc_variance(
         seed=seed,
     )
     for _, var, logits, call in runs:
-        probs = softmax(logits, axis=-1)
+        probs = softmax(logits)
         mistakes = {
             "that divides by T - 1; this function divides by T (np.var's default, ddof=0)": (
                 probs.var(axis=0, ddof=1)
@@ -697,8 +701,7 @@ def mc_predict_sampling(
     fewest = max(0, math.ceil(samples * keep - tolerance))
     most = min(samples, math.floor(samples * keep + tolerance))
     dropped, kept = (
-        softmax(_member_logits(params, x, p, np.full((1, 1), unit), scaling)[0], axis=-1)
-        for unit in (0, 1)
+        softmax(_member_logits(params, x, p, np.full((1, 1), unit), scaling)[0]) for unit in (0, 1)
     )
     # The mean of the passes is dropped + (kept - dropped) K / T: in range if and only if K is;
     # or, if the student's moments are wrong, what they give for K = fewest and K = most.
