@@ -22,6 +22,7 @@ import pytest
 
 from dropout_course import dropout as reference_dropout
 from dropout_course import masks as reference_masks
+from dropout_course.ensembles import init_tiny_mlp
 from dropout_course.grading import (
     ASSIGNMENT_MODULES,
     CheckFailure,
@@ -452,6 +453,8 @@ def test_describe_value_keeps_messages_short():
     assert describe_value(list(range(1000))) == "list of 1000 items"
     assert describe_value((3, 4)) == "(3, 4)" and describe_value((5,)) == "(5,)"
     assert describe_value(np.zeros((2, 3), np.float32)) == "array(shape=(2, 3), dtype=float32)"
+    network = init_tiny_mlp((4, 8, 3), dropped_layer=1, rng=np.random.default_rng(0))
+    assert describe_value(network) == "TinyMLP(...)"
 
 
 def test_partly_open_module_keeps_only_the_exercise_forbidden():

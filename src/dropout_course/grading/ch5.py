@@ -177,7 +177,17 @@ def max_norm_input_untouched(max_norm, *, shape=(6, 4), c=1.0, dtype="float64", 
 def _call_width(width_for_kept_units: BoundFunction, kept_units: float, p: float) -> float:
     """The student's width as a float, after checking it is one whole number."""
     call = f"width_for_kept_units({kept_units!r}, p={p!r})"
-    value = as_array(width_for_kept_units(kept_units, p), what=f"the result of {call}")
+    try:
+        result = width_for_kept_units(kept_units, p)
+    except StudentError as error:
+        if p == 0 and "ZeroDivisionError" in str(error):
+            raise StudentError(
+                f"{error}: at p = 0 nothing is dropped and the width is kept_units itself; "
+                "dividing by p treats p as the keep probability (the paper's n/p): in this "
+                "course p is the probability of DROPPING a unit, so divide by 1 - p"
+            ) from None
+        raise
+    value = as_array(result, what=f"the result of {call}")
     if value.size != 1:
         raise StudentError(f"{call} must return one integer, but returned shape {value.shape}")
     width = float(value.reshape(()))

@@ -21,6 +21,7 @@ the student's code raises into a ``StudentError`` that says which call failed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 import types
@@ -72,9 +73,9 @@ MAX_DESCRIPTION = 80
 def describe_value(value: Any) -> str:
     """Short text for an argument in a message.
 
-    Arrays by shape and dtype, ``rng`` for a generator, functions by name, dicts by their keys
-    (a dict of parameters would fill the message), tuples and lists item by item while short;
-    at most ``MAX_DESCRIPTION`` characters.
+    Arrays by shape and dtype, ``rng`` for a generator, functions by name, dataclasses (a
+    network's parameters) by type, dicts by their keys (a dict of parameters would fill the
+    message), tuples and lists item by item while short; at most ``MAX_DESCRIPTION`` characters.
     """
     if isinstance(value, np.ndarray):
         return f"array(shape={value.shape}, dtype={value.dtype})"
@@ -82,7 +83,9 @@ def describe_value(value: Any) -> str:
         return "rng"
     if isinstance(value, types.FunctionType | functools.partial):
         return "forward" if isinstance(value, functools.partial) else value.__name__
-    if isinstance(value, dict):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # e.g. a TinyMLP
+        text = f"{type(value).__name__}(...)"
+    elif isinstance(value, dict):
         text = f"dict(keys={', '.join(map(str, value))})"
     elif type(value) in (tuple, list) and len(value) <= 4:
         items = ", ".join(describe_value(item) for item in value)
