@@ -38,6 +38,7 @@ from .properties import (
     as_array,
     close,
     name_factor,
+    nonzero_inputs,
     require,
     require_count,
     unpack_pair,
@@ -128,12 +129,6 @@ def _require_scaled(
         f"{what}: kept units come out multiplied by {low:.4g}, but must become {rule} "
         f"(x times {factor:.4g} for p = {p:g}){hint}"
     )
-
-
-def _inputs(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
-    """Activations with no zeros (|x| in [0.5, 1.5], random signs), so x can be divided out."""
-    signs = np.where(rng.random(shape) < 0.5, -1.0, 1.0)
-    return (signs * rng.uniform(0.5, 1.5, shape)).astype(dtype)
 
 
 def _call_forward(
@@ -256,7 +251,7 @@ def forward_inverted_train(
     """Inverted training pass with a given mask: out = x * mask / (1 - p), x left untouched."""
     rng = np.random.default_rng(seed)
     for p in p_values:
-        x = _inputs(rng, shape, dtype)
+        x = nonzero_inputs(rng, shape, dtype)
         keep = rng.random(shape) >= p
         for mask in (keep, keep.astype(dtype)):
             out, _ = _call_forward(dropout_forward, x, p, train=True, mask=mask)
@@ -279,7 +274,7 @@ def forward_inverted_eval(
     """Inverted evaluation pass: out = x, with no mask and no scaling (even when rng is given)."""
     rng = np.random.default_rng(seed)
     for p in p_values:
-        x = _inputs(rng, shape, dtype)
+        x = nonzero_inputs(rng, shape, dtype)
         for kwargs in ({}, {"rng": np.random.default_rng(seed)}):
             out, _ = _call_forward(dropout_forward, x, p, train=False, **kwargs)
             _require_scaled(
@@ -360,7 +355,7 @@ def forward_classic(
     """
     rng = np.random.default_rng(seed)
     for p in p_values:
-        x = _inputs(rng, shape, "float64")
+        x = nonzero_inputs(rng, shape, "float64")
         if path == "rng":
             what = f"dropout_forward(train=True, rng=rng, scaling='classic', p={p:g})"
             out, _ = _call_forward(
@@ -413,7 +408,7 @@ def _require_gradient(
 
     For a fixed mask the forward pass is ``out = x * m * s``, so d out / d x = m * s = out / x.
     """
-    dout = _inputs(np.random.default_rng(99), x.shape, "float64")
+    dout = nonzero_inputs(np.random.default_rng(99), x.shape, "float64")
     dx = as_array(
         dropout_backward(dout.copy(), cache),
         what=f"dx of dropout_backward after {what}",
@@ -454,7 +449,7 @@ def backward_with_mask(
     """dropout_backward returns dout * mask * scale, in training and at evaluation (given mask)."""
     rng = np.random.default_rng(seed)
     for p in p_values:
-        x = _inputs(rng, shape, "float64")
+        x = nonzero_inputs(rng, shape, "float64")
         keep = rng.random(shape) >= p
         for train in (True, False):
             kwargs = {"mask": keep} if train else {}
@@ -470,7 +465,7 @@ def backward_same_mask(
     dropout_forward, dropout_backward, *, shape=(100, 40), p=0.4, scaling="inverted", seed=8
 ) -> None:
     """dropout_backward reuses the forward pass's own random mask (drawn from rng)."""
-    x = _inputs(np.random.default_rng(seed), shape, "float64")
+    x = nonzero_inputs(np.random.default_rng(seed), shape, "float64")
     out, cache = _call_forward(
         dropout_forward, x, p, train=True, rng=np.random.default_rng(seed + 1), scaling=scaling
     )

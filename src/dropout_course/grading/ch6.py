@@ -41,7 +41,15 @@ from dropout_course._validate import broadcasts_within_rank
 
 from .bounds import FALSE_FAIL, chi_square_interval, normal_mean_tolerance
 from .framework import Assignment, BoundFunction, CheckFailure
-from .properties import adjacent_agreement, as_array, close, require, require_count, unpack_pair
+from .properties import (
+    adjacent_agreement,
+    as_array,
+    close,
+    nonzero_inputs,
+    require,
+    require_count,
+    unpack_pair,
+)
 
 ASSIGNMENT = Assignment(
     "ch6_beyond_dense",
@@ -526,12 +534,6 @@ def gaussian_noise_independent(gaussian_noise, *, shape=(200, 100), p=0.5, seed=
     _require_independent_noise(noise, delta=FALSE_FAIL, what=f"gaussian_noise({shape}, p={p:g})")
 
 
-def _inputs(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
-    """Activations with no zeros (|x| in [0.5, 1.5], random signs), so x can be divided out."""
-    signs = np.where(rng.random(shape) < 0.5, -1.0, 1.0)
-    return (signs * rng.uniform(0.5, 1.5, shape)).astype(dtype)
-
-
 def _call_forward(
     gaussian_dropout_forward: BoundFunction, x: np.ndarray, p: float, **kwargs: Any
 ) -> tuple[np.ndarray, str]:
@@ -557,7 +559,7 @@ def gaussian_forward_train(
     """Training pass with given noise: out = x * noise, x left untouched."""
     rng = np.random.default_rng(seed)
     for p in p_values:
-        x = _inputs(rng, shape, dtype)
+        x = nonzero_inputs(rng, shape, dtype)
         noise = 1.0 + gaussian_dropout_std(p) * rng.standard_normal(shape)
         out, call = _call_forward(gaussian_dropout_forward, x, p, train=True, noise=noise)
         x64 = x.astype(np.float64)
@@ -588,7 +590,7 @@ def gaussian_forward_eval(
     """Evaluation pass: out = x, with no noise and no scaling (even when rng is given)."""
     rng = np.random.default_rng(seed)
     for p in p_values:
-        x = _inputs(rng, shape, dtype)
+        x = nonzero_inputs(rng, shape, dtype)
         for kwargs in ({}, {"rng": np.random.default_rng(seed)}):
             out, call = _call_forward(gaussian_dropout_forward, x, p, train=False, **kwargs)
             require(

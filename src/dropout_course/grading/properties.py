@@ -99,3 +99,9 @@ def adjacent_agreement(keep: np.ndarray, axis: int) -> tuple[int, int]:
     even = moved[0 : moved.shape[0] - 1 : 2]
     odd = moved[1 : moved.shape[0] : 2]
     return int(np.count_nonzero(even == odd)), int(even.size)
+
+
+def nonzero_inputs(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """Activations with no zeros (|x| in [0.5, 1.5], random signs), so x can be divided out."""
+    signs = np.where(rng.random(shape) < 0.5, -1.0, 1.0)
+    return (signs * rng.uniform(0.5, 1.5, shape)).astype(dtype)
