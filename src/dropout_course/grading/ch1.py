@@ -196,17 +196,22 @@ def _diagnose_correlation(corr: np.ndarray, hidden: np.ndarray, expected: np.nda
     return "corr[i, j] = cov(h_i, h_j) / (std(h_i) std(h_j)) over the examples"
 
 
-@ASSIGNMENT.register("unit_correlation")
-def correlation_values(
-    unit_correlation, *, n_examples=12, n_units=5, dtype="float64", seed=0
-) -> None:
-    """unit_correlation returns the (H, H) Pearson correlation matrix of the units (all live)."""
-    cases = {
+def _live_cases(n_examples: int, n_units: int, dtype: str, seed: int) -> dict[str, np.ndarray]:
+    """Inputs with live units only, by description: hand-made units, then ReLU activations."""
+    return {
         "4 hand-made units (correlations +1, -1 and 0)": known_units(dtype),
         f"{n_examples} x {n_units} ReLU activations": relu_units(
             np.random.default_rng(seed), n_examples, n_units, dtype=dtype
         ),
     }
+
+
+@ASSIGNMENT.register("unit_correlation")
+def correlation_values(
+    unit_correlation, *, n_examples=12, n_units=5, dtype="float64", seed=0
+) -> None:
+    """unit_correlation returns the (H, H) Pearson correlation matrix of the units (all live)."""
+    cases = _live_cases(n_examples, n_units, dtype, seed)
     for what, hidden in cases.items():
         corr = _correlation_matrix(unit_correlation, hidden)
         expected = pearson(hidden)
@@ -293,12 +298,7 @@ def mean_abs_values(
     mean_abs_correlation, *, n_examples=12, n_units=5, dtype="float64", seed=2
 ) -> None:
     """mean_abs_correlation is the mean of |corr(i, j)| over pairs of distinct units (all live)."""
-    cases = {
-        "4 hand-made units (correlations +1, -1 and 0)": known_units(dtype),
-        f"{n_examples} x {n_units} ReLU activations": relu_units(
-            np.random.default_rng(seed), n_examples, n_units, dtype=dtype
-        ),
-    }
+    cases = _live_cases(n_examples, n_units, dtype, seed)
     for what, hidden in cases.items():
         value = _mean_abs(mean_abs_correlation, hidden)
         corr = pearson(hidden)

@@ -41,6 +41,7 @@ from .properties import (
     nonzero_inputs,
     require,
     require_count,
+    scale_factors,
     unpack_pair,
 )
 
@@ -62,18 +63,6 @@ ASSIGNMENT = Assignment(
     },
 )
 check = ASSIGNMENT.check
-
-
-def _factors(p: float) -> dict[str, float]:
-    """Factors a kept unit may come out multiplied by, right or wrong, named for messages."""
-    keep = 1.0 - p
-    return {
-        "1/(1-p)": 1.0 / keep if keep > 0 else np.inf,
-        "1": 1.0,
-        "1/p": 1.0 / p if p > 0 else np.inf,
-        "p": p,
-        "1-p": keep,
-    }
 
 
 _FACTOR_HINTS = {
@@ -123,7 +112,7 @@ def _require_scaled(
             f"{what}: kept units are multiplied by factors from {low:.4g} to {high:.4g}; "
             f"they must all become {rule}"
         )
-    name = name_factor(low, _factors(p))
+    name = name_factor(low, scale_factors(p))
     hint = f": {_FACTOR_HINTS[name]}" if name in _FACTOR_HINTS else ""
     raise CheckFailure(
         f"{what}: kept units come out multiplied by {low:.4g}, but must become {rule} "

@@ -47,6 +47,7 @@ from .properties import (
     name_factor,
     require,
     require_count,
+    scale_factors,
     unpack_pair,
 )
 
@@ -125,18 +126,6 @@ def _proportional(actual: np.ndarray, basis: np.ndarray) -> float | None:
     return factor if np.all(close(actual, factor * basis)) else None
 
 
-def _factors(p: float) -> dict[str, float]:
-    """Factors kept weights may come out multiplied by, right or wrong, named for messages."""
-    keep = 1.0 - p
-    return {
-        "1/(1-p)": 1.0 / keep if keep > 0 else math.inf,
-        "1": 1.0,
-        "1/p": 1.0 / p if p > 0 else math.inf,
-        "p": p,
-        "1-p": keep,
-    }
-
-
 _FACTOR_HINTS = {
     "1/(1-p)": "that is the inverted training factor",
     "1": "the kept weights are not rescaled: divide by 1 - p",
@@ -148,7 +137,7 @@ _FACTOR_HINTS = {
 
 def _name_scale(factor: float, p: float) -> str:
     """``factor`` as text, with the mistake it suggests when it is a known one."""
-    name = name_factor(factor, _factors(p))
+    name = name_factor(factor, scale_factors(p))
     hint = f" ({name}: {_FACTOR_HINTS[name]})" if name in _FACTOR_HINTS else ""
     return f"{factor:.4g}{hint}"
 
@@ -260,7 +249,7 @@ def _decode_masks(out: np.ndarray, p: float, d: int, *, what: str) -> tuple[np.n
     [0, 2**d) (rounding error below 0.01 even in float32 for d <= 12), a wrong one fails on some
     of the hundreds of outputs.
     """
-    for name, factor in _factors(p).items():
+    for name, factor in scale_factors(p).items():
         if not 0 < factor < math.inf:
             continue
         counts = out / factor
@@ -652,7 +641,7 @@ def moments_mean(
             hint = {
                 "1-p": " (1 - p: that is the mean of the classic, unscaled training output)",
                 "1/(1-p)": " (1/(1-p): the mean of K is 1 - p, which cancels the scale)",
-            }.get(name_factor(factor, _factors(p)) or "", "")
+            }.get(name_factor(factor, scale_factors(p)) or "", "")
             raise CheckFailure(
                 f"mean of {call}: x @ W comes out multiplied by {factor:.4g}{hint}; a kept "
                 "weight is W / (1 - p) with probability 1 - p, so its mean is W and the mean "

@@ -105,3 +105,16 @@ def nonzero_inputs(rng: np.random.Generator, shape: tuple[int, ...], dtype: str)
     """Activations with no zeros (|x| in [0.5, 1.5], random signs), so x can be divided out."""
     signs = np.where(rng.random(shape) < 0.5, -1.0, 1.0)
     return (signs * rng.uniform(0.5, 1.5, shape)).astype(dtype)
+
+
+def scale_factors(p: float) -> dict[str, float]:
+    """Factors a kept value (unit or weight) may come out multiplied by at drop rate ``p``, right
+    or wrong, keyed by the name a message uses ("1/(1-p)" is the inverted training factor)."""
+    keep = 1.0 - p
+    return {
+        "1/(1-p)": 1.0 / keep if keep > 0 else np.inf,
+        "1": 1.0,
+        "1/p": 1.0 / p if p > 0 else np.inf,
+        "p": p,
+        "1-p": keep,
+    }
