@@ -58,5 +58,5 @@ feedback: $(STAMP)
 # autograde score differs from the audit's.
 audit: $(STAMP)
 	@status=0; for assignment in $(sort $(notdir $(wildcard submitted/*/*))); do \
-		$(RUN) python -m dropout_course.grading.audit --assignment $$assignment || status=1; \
+		$(RUN) python -m dropout_grading.audit --assignment $$assignment || status=1; \
 	done; exit $$status

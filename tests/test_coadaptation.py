@@ -12,7 +12,7 @@ import torch
 from conftest import DEVICES
 from dropout_course import coadaptation as nc
 from dropout_course import ensembles as ne
-from dropout_course.grading.bounds import binomial_tolerance
+from dropout_course.bounds import binomial_tolerance
 from dropout_course.torch import coadaptation as tc
 
 U = np.array([1.0, -1.0, 1.0, -1.0])

@@ -11,11 +11,11 @@ import torch
 from conftest import DEVICES
 from dropout_course import dropconnect as nd
 from dropout_course import ensembles, masks
+from dropout_course.bounds import FALSE_FAIL, binomial_tolerance, mean_tolerance
 from dropout_course.dropout import dropout_backward, dropout_forward
-from dropout_course.grading.bounds import FALSE_FAIL, binomial_tolerance, mean_tolerance
+from dropout_course.gradcheck import numerical_gradient, rel_error
 from dropout_course.torch import dropconnect as td
 from dropout_course.torch import masks as tmasks
-from gradcheck import numerical_gradient, rel_error
 
 
 def _layer(n=6, d=5, m=4, seed=0, dtype=np.float64):

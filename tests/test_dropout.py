@@ -13,10 +13,10 @@ from hypothesis.extra.numpy import array_shapes
 from conftest import DEVICES
 from dropout_course import dropout as nd
 from dropout_course import masks
-from dropout_course.grading.bounds import binomial_tolerance, mean_tolerance
+from dropout_course.bounds import binomial_tolerance, mean_tolerance
+from dropout_course.gradcheck import numerical_gradient, rel_error
 from dropout_course.torch import dropout as td
 from dropout_course.torch import masks as tmasks
-from gradcheck import numerical_gradient, rel_error
 
 SCALINGS = ["inverted", "classic"]
 

@@ -11,8 +11,8 @@ import torch
 from conftest import DEVICES
 from dropout_course import ensembles as ne
 from dropout_course import masks
+from dropout_course.bounds import FALSE_FAIL, mean_tolerance
 from dropout_course.ensembles import TinyMLP
-from dropout_course.grading.bounds import FALSE_FAIL, mean_tolerance
 from dropout_course.torch import ensembles as te
 from dropout_course.torch import masks as tmasks
 

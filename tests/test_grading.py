@@ -22,17 +22,17 @@ import pytest
 
 from dropout_course import dropout as reference_dropout
 from dropout_course import masks as reference_masks
+from dropout_course.bounds import FALSE_FAIL, binomial_tolerance
 from dropout_course.ensembles import init_tiny_mlp
-from dropout_course.grading import (
+from dropout_grading import (
     ASSIGNMENT_MODULES,
     CheckFailure,
     ReferenceUsed,
     StudentError,
     load_assignment,
 )
-from dropout_course.grading.bounds import FALSE_FAIL, binomial_tolerance
-from dropout_course.grading.framework import describe_value
-from dropout_course.grading.notebook import (
+from dropout_grading.framework import describe_value
+from dropout_grading.notebook import (
     AutogradedCell,
     CodeCell,
     SourceCell,
@@ -40,8 +40,8 @@ from dropout_course.grading.notebook import (
     check_calls,
     red_flags,
 )
-from dropout_course.grading.provenance import Forbidden, reference_uses
-from dropout_course.grading.sandbox import (
+from dropout_grading.provenance import Forbidden, reference_uses
+from dropout_grading.sandbox import (
     Handle,
     RemoteFunction,
     Worker,
@@ -263,7 +263,7 @@ REFERENCE_USES = {  # case -> (notebook source, name of the function, variables 
         {},
     ),
     "grader": (
-        "from dropout_course.grading import ch2\n"
+        "from dropout_grading import ch2\n"
         "def f(x, p, **k):\n    return ch2.trusted_forward(x, p, **k)",
         "f",
         {},
@@ -358,14 +358,14 @@ def test_audit_plan_restores_read_only_cells_and_missing_tests():
 
 def test_red_flags_name_monkeypatching_and_reference_imports():
     cells = [
-        CodeCell("import numpy as np\nfrom dropout_course.grading import ch2", editable=False),
+        CodeCell("import numpy as np\nfrom dropout_grading import ch2", editable=False),
         CodeCell("np.all = lambda *a: True\nsetattr(ch2, 'check', print)", editable=True),
         CodeCell(
             "import sys\nsys.setprofile(None)\nfrom dropout_course.dropout import x", editable=True
         ),
         CodeCell("%matplotlib inline\ny = np.ones(3)", editable=True),
     ]
-    flags = red_flags(cells, ["dropout_course.dropout", "dropout_course.grading"])
+    flags = red_flags(cells, ["dropout_course.dropout", "dropout_grading"])
     assert sorted(flags) == [
         "cell 1: calls setattr on ch2",
         "cell 1: changes np.all",

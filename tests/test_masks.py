@@ -8,7 +8,7 @@ import torch
 
 from conftest import DEVICES
 from dropout_course import masks
-from dropout_course.grading.bounds import binomial_tolerance
+from dropout_course.bounds import binomial_tolerance
 from dropout_course.torch import masks as tmasks
 
 # p values that exercise both branches of the byte-wise draw: 1 - 2**-9 keeps units only

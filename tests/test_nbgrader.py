@@ -26,12 +26,17 @@ from wrong import ROOT, Variant, answers, submission, variants
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
-ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
+ASSIGNMENTS = sorted(
+    p.name
+    for p in (ROOT / "solutions").iterdir()
+    if p.is_dir() and p.name in os.environ.get("DC_ASSIGNMENTS", p.name).split(",")
+)
+"""Every assignment; ``DC_ASSIGNMENTS=ch2_inverted_scaling,...`` limits a run while iterating."""
 CELL_TIMEOUT_S = 8  # the temporary course's c.Execute.timeout: what the runaway costs
 GRADER_CHEAT = """
 import sys
 for _name, _module in list(sys.modules.items()):
-    if _name.startswith("dropout_course.grading.") and hasattr(_module, "check"):
+    if _name.startswith("dropout_grading.") and hasattr(_module, "check"):
         _module.check = lambda *args, **kwargs: None
 """
 
@@ -235,7 +240,7 @@ def test_audit_flags_exactly_the_cheats(course: Path, graded, assignment: str):
         course,
         "python",
         "-m",
-        "dropout_course.grading.audit",
+        "dropout_grading.audit",
         "--assignment",
         assignment,
         check=False,

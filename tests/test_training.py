@@ -13,9 +13,9 @@ import torch
 from conftest import DEVICES
 from dropout_course import data
 from dropout_course import training as tr
+from dropout_course.gradcheck import numerical_gradient, rel_error
 from dropout_course.torch import training as tt
 from dropout_course.torch import variants as tv
-from gradcheck import numerical_gradient, rel_error
 
 COMBINATIONS = [
     ("bernoulli", "relu"),

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from conftest import DEVICES
 from dropout_course import masks
 from dropout_course import variants as nv
+from dropout_course.gradcheck import numerical_gradient, rel_error
 from dropout_course.torch import variants as tv
-from gradcheck import numerical_gradient, rel_error
 
 Z = 7.0
 """Normal-approximation z bound for the moment checks: P(|Z| > 7) = 2.6e-12, so even with the

@@ -21,7 +21,7 @@ What neither can catch: a copy of the reference's source text with edits (a simi
 human catches plagiarism), reference code run in a process or thread pool started before the
 call, and code that deliberately disables the detectors from inside the same process (removing
 the profile hook is reported; patching this module is not). The last is why the instructor audit
-(:mod:`dropout_course.grading.audit`) measures behaviour from a process that runs no student code
+(:mod:`dropout_grading.audit`) measures behaviour from a process that runs no student code
 and scans the answer cells' source for monkeypatching.
 """
 

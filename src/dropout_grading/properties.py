@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .bounds import binomial_tolerance
+from dropout_course.bounds import binomial_tolerance
+
 from .framework import CheckFailure, StudentError
 
 RTOL = 1e-5

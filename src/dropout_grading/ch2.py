@@ -30,8 +30,8 @@ import numpy as np
 from dropout_course import dropout as _reference_dropout  # noqa: F401  (captured by seal)
 from dropout_course import masks as _reference_masks  # noqa: F401  (captured by seal)
 from dropout_course._validate import SCALINGS
+from dropout_course.bounds import FALSE_FAIL, binomial_tolerance
 
-from .bounds import FALSE_FAIL, binomial_tolerance
 from .framework import Assignment, BoundFunction, CheckFailure
 from .properties import (
     adjacent_agreement,
@@ -52,7 +52,7 @@ ASSIGNMENT = Assignment(
         "dropout_course.masks",
         "dropout_course.dropout",
         "dropout_course.torch",
-        "dropout_course.grading",
+        "dropout_grading",
         "torch",
     ),
     # Each function's own part: a forward pass may draw its mask with the library's keep_mask

@@ -1,6 +1,6 @@
 """The audit's side of a worker process that runs one student's code, and the wire between them.
 
-The audit never executes student code. It starts ``python -m dropout_course.grading.worker`` (a
+The audit never executes student code. It starts ``python -m dropout_grading.worker`` (a
 fresh process, memory-limited with ``resource.setrlimit``), sends it the submission's code cells,
 then calls the student's functions through ``RemoteFunction`` proxies: arguments travel to the
 worker pickled over a pipe, results come back the same way. Values that checks read come back by
@@ -211,7 +211,7 @@ class Worker:
             "OMP_NUM_THREADS": "1",
             "OPENBLAS_NUM_THREADS": "1",
         }
-        command = [sys.executable, "-m", "dropout_course.grading.worker", assignment_module]
+        command = [sys.executable, "-m", "dropout_grading.worker", assignment_module]
         command += [str(to_worker_read), str(from_worker_write), str(memory_mb)]
         self.process = subprocess.Popen(
             command,

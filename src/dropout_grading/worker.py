@@ -1,7 +1,7 @@
 """The worker process of the audit: runs one student's code, answers calls over a pipe.
 
-Started by :class:`dropout_course.grading.sandbox.Worker` as ``python -m
-dropout_course.grading.worker <checks module> <read fd> <write fd> <memory MB>``. It limits its
+Started by :class:`dropout_grading.sandbox.Worker` as ``python -m
+dropout_grading.worker <checks module> <read fd> <write fd> <memory MB>``. It limits its
 own address space, imports the assignment's checks module (which captures the reference
 handles before any student code runs), then serves requests until its pipe closes:
 

@@ -1,7 +1,8 @@
 """Tolerances for statistical checks: a correct implementation fails with probability < delta.
 
-The library's own statistical tests use them too. Every statistical check states beside it which
-bound it uses and how it splits ``FALSE_FAIL`` over its sub-tests (a union bound).
+The library's tests and the grading package (``dropout_grading``) both use them. Every
+statistical check states beside it which bound it uses and how it splits ``FALSE_FAIL`` over its
+sub-tests (a union bound).
 """
 
 from __future__ import annotations

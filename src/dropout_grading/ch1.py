@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from dropout_course import coadaptation as _reference_coadaptation  # noqa: F401  (seal)
+from dropout_course.bounds import FALSE_FAIL
 
-from .bounds import FALSE_FAIL
 from .framework import Assignment, BoundFunction, CheckFailure, StudentError
 from .properties import as_array, close, require, require_count
 
@@ -47,7 +47,7 @@ ASSIGNMENT = Assignment(
     forbidden_modules=(
         "dropout_course.coadaptation",
         "dropout_course.torch",
-        "dropout_course.grading",
+        "dropout_grading",
         "torch",
     ),
 )

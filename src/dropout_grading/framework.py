@@ -13,7 +13,7 @@ instructor audit runs the very same registry out of process, with proxies in pla
 student's functions, so both grade with one code path.
 
 Every call of a student function goes through ``LocalFunction``: it refuses functions that reach
-the reference implementation (see :mod:`dropout_course.grading.provenance`), silences warnings
+the reference implementation (see :mod:`dropout_grading.provenance`), silences warnings
 and output (nbgrader gives 0 points to a test cell that writes to stderr), and turns any exception
 the student's code raises into a ``StudentError`` that says which call failed.
 """

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from dropout_course import ensembles as _reference_ensembles  # noqa: F401  (captured by seal)
+from dropout_course.bounds import FALSE_FAIL, binomial_tolerance
 from dropout_course.dropout import output_scales
 from dropout_course.ensembles import (
     TinyMLP,
@@ -51,7 +52,6 @@ from dropout_course.ensembles import (
     softmax,
 )
 
-from .bounds import FALSE_FAIL, binomial_tolerance
 from .framework import Assignment, BoundFunction, CheckFailure
 from .properties import as_array, close, require, unpack_pair
 
@@ -72,7 +72,7 @@ ASSIGNMENT = Assignment(
     forbidden_modules=(
         "dropout_course.ensembles",
         "dropout_course.torch",
-        "dropout_course.grading",
+        "dropout_grading",
         "torch",
     ),
     partly_open={"dropout_course.ensembles": EXERCISE_PARTS},

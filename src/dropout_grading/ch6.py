@@ -38,8 +38,8 @@ from dropout_course import dropout as _reference_dropout  # noqa: F401  (capture
 from dropout_course import masks as _reference_masks  # noqa: F401  (captured by seal)
 from dropout_course import variants as _reference_variants  # noqa: F401  (captured by seal)
 from dropout_course._validate import broadcasts_within_rank
+from dropout_course.bounds import FALSE_FAIL, chi_square_interval, normal_mean_tolerance
 
-from .bounds import FALSE_FAIL, chi_square_interval, normal_mean_tolerance
 from .framework import Assignment, BoundFunction, CheckFailure
 from .properties import (
     adjacent_agreement,
@@ -59,7 +59,7 @@ ASSIGNMENT = Assignment(
         "dropout_course.dropout",
         "dropout_course.variants",
         "dropout_course.torch",
-        "dropout_course.grading",
+        "dropout_grading",
         "torch",
     ),
 )

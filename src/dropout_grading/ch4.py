@@ -37,8 +37,8 @@ import numpy as np
 
 from dropout_course import dropconnect as _reference_dropconnect  # noqa: F401  (captured by seal)
 from dropout_course import dropout as _reference_dropout  # noqa: F401  (captured by seal)
+from dropout_course.bounds import FALSE_FAIL, binomial_tolerance
 
-from .bounds import FALSE_FAIL, binomial_tolerance
 from .framework import Assignment, BoundFunction, CheckFailure
 from .properties import (
     adjacent_agreement,
@@ -59,7 +59,7 @@ ASSIGNMENT = Assignment(
         "dropout_course.dropconnect",
         "dropout_course.dropout",
         "dropout_course.torch",
-        "dropout_course.grading",
+        "dropout_grading",
         "torch",
     ),
 )

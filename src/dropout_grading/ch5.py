@@ -40,7 +40,7 @@ ASSIGNMENT = Assignment(
         "dropout_course.variants",
         "dropout_course.sweeps",
         "dropout_course.torch",
-        "dropout_course.grading",
+        "dropout_grading",
         "torch",
     ),
 )

@@ -1,6 +1,6 @@
 """Instructor audit: regrade every submission out of process and compare with the gradebook.
 
-``python -m dropout_course.grading.audit --assignment ch2_inverted_scaling`` (``make audit``),
+``python -m dropout_grading.audit --assignment ch2_inverted_scaling`` (``make audit``),
 run in the course directory after ``nbgrader autograde``.
 
 Why: autograding runs the checks inside the student's own kernel, where a student's cell can

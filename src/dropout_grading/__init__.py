@@ -4,7 +4,7 @@ Each assignment has a checks module (``ch2`` for ``ch2_inverted_scaling``) holdi
 ``Assignment``: a registry from test-cell id to check function. The notebook's read-only first cell
 imports that module before any student code runs; each test cell calls
 ``ch2.check("<test cell id>", <student functions>, <parameters>)``. The audit
-(``python -m dropout_course.grading.audit``) reruns the same checks from a process that runs no
+(``python -m dropout_grading.audit``) reruns the same checks from a process that runs no
 student code. See ``README.md`` in this package for how to write an assignment.
 
 Modules: ``framework`` (checks, registry, calling student code), ``properties`` (building blocks
@@ -20,12 +20,12 @@ import importlib
 from .framework import Assignment, CheckFailure, ReferenceUsed, StudentError
 
 ASSIGNMENT_MODULES = {
-    "ch2_inverted_scaling": "dropout_course.grading.ch2",
-    "ch4_dropconnect": "dropout_course.grading.ch4",
-    "ch5_tuning": "dropout_course.grading.ch5",
-    "ch3_ensembles": "dropout_course.grading.ch3",
-    "ch1_coadaptation": "dropout_course.grading.ch1",
-    "ch6_beyond_dense": "dropout_course.grading.ch6",
+    "ch2_inverted_scaling": "dropout_grading.ch2",
+    "ch4_dropconnect": "dropout_grading.ch4",
+    "ch5_tuning": "dropout_grading.ch5",
+    "ch3_ensembles": "dropout_grading.ch3",
+    "ch1_coadaptation": "dropout_grading.ch1",
+    "ch6_beyond_dense": "dropout_grading.ch6",
 }
 """nbgrader assignment id -> module of its checks (add a line per new assignment)."""
 

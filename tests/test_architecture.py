@@ -1,0 +1,61 @@
+"""Dependencies point one way: the library knows nothing of grading, widgets or the book.
+
+The rules of ``../shared/CONVENTIONS.md``, checked on the import statements of the sources:
+``dropout_course`` (and its tests) never import ``dropout_grading``; the reference modules never
+import ``widgets`` or ``plots``; the readable modules never import the fast path.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LIBRARY = ROOT / "src" / "dropout_course"
+PRESENTATION = {"dropout_course.widgets", "dropout_course.plots"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Absolute names of the modules ``path`` imports (relative imports resolved)."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    package = ".".join(parts[1:-1] if parts[0] == "src" else parts[:-1])
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_import_helper_resolves_relative_imports():
+    names = imported_modules(LIBRARY / "torch" / "dropout.py")
+    assert "dropout_course._validate" in names and "torch" in names
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(LIBRARY.rglob("*.py")) + sorted((ROOT / "tests").glob("test_*.py")),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_library_and_its_tests_never_import_grading(path):
+    if path.name in {"test_grading.py", "test_nbgrader.py", "test_architecture.py"}:
+        pytest.skip("grading's own tests")
+    assert not any(name.startswith("dropout_grading") for name in imported_modules(path))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in sorted(LIBRARY.rglob("*.py")) if p.stem not in {"widgets", "plots"}],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_reference_modules_never_import_presentation(path):
+    assert not imported_modules(path) & PRESENTATION
