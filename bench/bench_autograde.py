@@ -61,9 +61,7 @@ def bench(assignment: str, students: int) -> list[tuple[str, float, float | None
 
         one = timed(course, "nbgrader", "autograde", assignment, "--student", "student000")
         everyone = timed(course, "nbgrader", "autograde", assignment, "--force")
-        audit = timed(
-            course, "python", "-m", "dropout_grading.audit", "--assignment", assignment
-        )
+        audit = timed(course, "python", "-m", "dropout_grading.audit", "--assignment", assignment)
     return [
         ("generate_assignment", generate, None),
         ("one submission", one, TARGETS_S["one submission"]),

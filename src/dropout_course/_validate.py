@@ -2,7 +2,8 @@
 
 Each check names the argument it rejects and the allowed range, so a student or reader who passes
 bad input learns what to change. The checks accept numpy arrays and torch tensors (anything with
-``shape`` and ``dtype``); they never import torch.
+``shape`` and ``dtype``); they never import torch. ``draw_seed`` checks an ``rng`` and draws a
+seed from it, for functions that derive their own generator from the caller's.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 SCALINGS = ("inverted", "classic")
+MAX_SEED = 2**63 - 1
 
 
 def check_probability(p: Any, name: str = "p") -> float:
@@ -69,6 +71,26 @@ def check_count(value: Any, name: str, low: int, high: int | None = None) -> int
         allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
         raise ValueError(f"{name} must be {allowed}, but got {name}={value!r}")
     return result
+
+
+def check_seed(seed: Any) -> int:
+    """Return ``seed`` as an int after checking it is an integer in [0, 2**63 - 1]."""
+    return check_count(seed, "seed", 0, MAX_SEED)
+
+
+def check_rng(rng: Any) -> np.random.Generator:
+    """Return ``rng`` after checking it is a ``numpy.random.Generator``."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            "rng must be a numpy.random.Generator (e.g. np.random.default_rng(0)), "
+            f"but got {type(rng).__name__}"
+        )
+    return rng
+
+
+def draw_seed(rng: np.random.Generator) -> int:
+    """Draw a seed in [0, 2**63 - 1] from ``rng`` (advancing it): a stream reproducible from rng."""
+    return int(check_rng(rng).integers(0, MAX_SEED, endpoint=True))
 
 
 def check_scaling(scaling: Any) -> str:

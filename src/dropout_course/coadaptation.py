@@ -22,8 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import check_count, check_floating, check_in_interval, check_rank
-from .masks import draw_seed
+from ._validate import check_count, check_floating, check_in_interval, check_rank, draw_seed
 
 HIDDEN_AXES = "N examples, H units"
 

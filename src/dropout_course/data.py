@@ -21,8 +21,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ._validate import check_count, check_floating, check_in_interval, check_positive, check_rank
-from .masks import check_seed
+from ._validate import (
+    check_count,
+    check_floating,
+    check_in_interval,
+    check_positive,
+    check_rank,
+    check_seed,
+)
 
 DIGIT_NAMES = tuple(str(digit) for digit in range(10))
 

@@ -32,9 +32,16 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import check_count, check_floating, check_mask, check_probability, check_rank
+from ._validate import (
+    check_count,
+    check_floating,
+    check_mask,
+    check_probability,
+    check_rank,
+    draw_seed,
+)
 from .dropout import output_scales
-from .masks import draw_seed, keep_mask
+from .masks import keep_mask
 
 CHUNK_ELEMENTS = 1 << 22
 """Largest number of elements of a float temporary (examples x D x M, or samples x N x M)."""

@@ -1,19 +1,15 @@
 """Dropout as a forward/backward pair in numpy (CS231n style), inverted and classic.
 
-Training multiplies each unit by a keep mask ``m`` (1 with probability ``1 - p``):
+Chapter 2, book/02_inverted_scaling.md. Training multiplies each unit by a keep mask ``m``
+(1 with probability ``1 - p``):
 
 * inverted scaling (the default, PyTorch's): train ``x * m / (1 - p)``, evaluate ``x``;
 * classic scaling (Srivastava et al., 2014): train ``x * m``, evaluate ``x * (1 - p)``.
 
 Both make the expected training output equal the evaluation output. With ``p = 1`` every unit is
-dropped: the training output is zeros, and no division by ``1 - p = 0`` ever happens.
-
-Two ways to remember the mask for the backward pass:
-
-* ``dropout_forward`` stores the bool mask in its cache (1 byte per unit);
-* ``seeded_dropout_forward`` stores only ``(seed, shape, p)``; ``seeded_dropout_backward``
-  regenerates the mask from the counter-based generator in :mod:`dropout_course.masks`.
-  Given the same mask, both give identical outputs and gradients.
+dropped: the training output is zeros, and no division by ``1 - p = 0`` ever happens. The cache
+keeps the mask for the backward pass (1 byte per unit); :mod:`dropout_course.fast` gives the same
+results faster, and a seeded variant that keeps no mask at all.
 """
 
 from __future__ import annotations
@@ -28,9 +24,8 @@ from ._validate import (
     check_mask,
     check_probability,
     check_scaling,
-    check_shape,
 )
-from .masks import _keep_chunk, check_seed, draw_seed, keep_threshold, map_chunks
+from .masks import keep_mask
 
 
 @dataclass(frozen=True)
@@ -46,21 +41,6 @@ class DropoutCache:
         return 0 if self.mask is None else int(self.mask.nbytes)
 
 
-@dataclass(frozen=True)
-class SeededDropoutCache:
-    """What ``seeded_dropout_backward`` needs: no mask, only how to regenerate it."""
-
-    seed: int | None
-    shape: tuple[int, ...]
-    p: float
-    scale: float
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of array data the cache holds: always 0, the mask is regenerated."""
-        return 0
-
-
 def output_scales(p: float, scaling: str) -> tuple[float, float]:
     """Return ``(train_scale, eval_scale)``: kept units are multiplied by these factors.
 
@@ -74,28 +54,23 @@ def output_scales(p: float, scaling: str) -> tuple[float, float]:
     return (1.0 / keep if keep > 0 else 0.0), 1.0
 
 
-def _scaled(x: np.ndarray, factor: float) -> np.ndarray:
-    """``x * factor`` in x's own dtype (a new array, even when factor is 1)."""
-    return np.multiply(x, x.dtype.type(factor))
+def training_mask(
+    x: np.ndarray, p: float, rng: np.random.Generator | None, mask: np.ndarray | None
+) -> np.ndarray:
+    """The bool keep mask of a training step on ``x``.
 
-
-def _apply_mask(x: np.ndarray, mask: np.ndarray, factor: float) -> np.ndarray:
-    """``x * mask * factor`` in x's dtype; ``mask`` has x's shape or broadcasts to it."""
-    if mask.dtype != bool:
-        mask = mask.astype(x.dtype, copy=False)
-    if mask.shape != x.shape:  # a channel or locked mask: let numpy broadcast it
-        return np.multiply(_scaled(x, factor), mask)
-    flat_x, flat_mask = np.ascontiguousarray(x).reshape(-1), np.ascontiguousarray(mask).reshape(-1)
-    out = np.empty_like(flat_x)
-    factor_typed = flat_x.dtype.type(factor)
-
-    def work(start: int, stop: int) -> None:  # chunked: each chunk stays in cache
-        chunk = out[start:stop]
-        np.multiply(flat_x[start:stop], factor_typed, out=chunk)
-        np.multiply(chunk, flat_mask[start:stop], out=chunk)
-
-    map_chunks(flat_x.size, work)
-    return out.reshape(x.shape)
+    ``mask`` when given (checked; a 0/1 mask of ints or floats becomes bool), all kept or all
+    dropped for p of 0 or 1 (no ``rng`` needed), else ``keep_mask(x.shape, p, rng)``.
+    """
+    p = check_probability(p)
+    if mask is not None:
+        check_mask(mask, x.shape, broadcast=True)
+        return np.asarray(mask, dtype=bool)
+    if p in (0.0, 1.0):  # nothing random: keep all, or drop all
+        return np.full(x.shape, p == 0.0)
+    if rng is None:
+        raise ValueError("dropout_forward needs rng (or an explicit mask) when train=True")
+    return keep_mask(x.shape, p, rng)
 
 
 def dropout_forward(
@@ -107,7 +82,7 @@ def dropout_forward(
     mask: np.ndarray | None = None,
     scaling: str = "inverted",
 ) -> tuple[np.ndarray, DropoutCache]:
-    """Dropout forward pass.
+    """Dropout forward pass: ``x * mask * train_scale`` in training, ``x * eval_scale`` else.
 
     Args:
         x: activations, any shape, floating dtype (float32 or float64).
@@ -122,103 +97,24 @@ def dropout_forward(
         ``(out, cache)``: ``out`` has x's shape and dtype; pass ``cache`` to ``dropout_backward``.
     """
     check_floating(x, "x")
-    p, scaling = check_probability(p), check_scaling(scaling)
     train_scale, eval_scale = output_scales(p, scaling)
     if not train:
-        return _scaled(x, eval_scale), DropoutCache(mask=None, scale=eval_scale)
-    if mask is not None:
-        check_mask(mask, x.shape, broadcast=True)
-    elif p in (0.0, 1.0):  # nothing random: keep all, or drop all
-        mask = np.full(x.shape, p == 0.0)
-    elif rng is None:
-        raise ValueError("dropout_forward needs rng (or an explicit mask) when train=True")
-    else:
-        return seeded_dropout_forward(
-            x, p, train=True, seed=draw_seed(rng), scaling=scaling, store_mask=True
-        )
-    return _apply_mask(x, mask, train_scale), DropoutCache(mask=mask, scale=train_scale)
+        return x * eval_scale, DropoutCache(mask=None, scale=eval_scale)
+    mask = training_mask(x, p, rng, mask)
+    return x * mask * train_scale, DropoutCache(mask=mask, scale=train_scale)
 
 
 def dropout_backward(dout: np.ndarray, cache: DropoutCache) -> np.ndarray:
-    """Gradient of the loss with respect to ``x``, given ``dout`` of the output's shape."""
+    """Gradient with respect to ``x``: ``dout * mask * scale`` (``dout * scale`` at evaluation).
+
+    ``dout`` has the output's shape; the result has its shape and dtype.
+    """
     check_floating(dout, "dout")
     if cache.mask is None:
-        return _scaled(dout, cache.scale)
+        return dout * cache.scale
     if not broadcasts_within_rank(cache.mask.shape, dout.shape):
         raise ValueError(
             f"dout must have the forward input's shape, but got {dout.shape} "
             f"for a mask of shape {cache.mask.shape}"
         )
-    return _apply_mask(dout, cache.mask, cache.scale)
-
-
-def _masked_chunks(
-    x: np.ndarray, seed: int, p: float, factor: float, mask_out: np.ndarray | None
-) -> np.ndarray:
-    """``x * seeded_keep_mask(seed, x.shape, p) * factor``, chunk by chunk (mask saved if asked)."""
-    threshold = keep_threshold(p)
-    flat_x = np.ascontiguousarray(x).reshape(-1)
-    out = np.empty_like(flat_x)
-    flat_mask = None if mask_out is None else mask_out.reshape(-1)
-    factor_typed = flat_x.dtype.type(factor)
-
-    def work(start: int, stop: int) -> None:
-        keep = _keep_chunk(seed, threshold, start, stop)
-        chunk = out[start:stop]
-        np.multiply(flat_x[start:stop], factor_typed, out=chunk)
-        np.multiply(chunk, keep, out=chunk)
-        if flat_mask is not None:
-            flat_mask[start:stop] = keep
-
-    map_chunks(flat_x.size, work)
-    return out.reshape(x.shape)
-
-
-def seeded_dropout_forward(
-    x: np.ndarray,
-    p: float,
-    *,
-    train: bool,
-    seed: int,
-    scaling: str = "inverted",
-    store_mask: bool = False,
-) -> tuple[np.ndarray, DropoutCache | SeededDropoutCache]:
-    """Low-memory dropout: the mask is ``seeded_keep_mask(seed, x.shape, p)``, never stored.
-
-    Args:
-        x: activations, any shape, floating dtype.
-        p: probability of dropping a unit, in [0, 1].
-        train: True for a training step, False for evaluation.
-        seed: integer in [0, 2**63 - 1] that determines the mask.
-        scaling: "inverted" or "classic", as in ``dropout_forward``.
-        store_mask: store the mask in a ``DropoutCache`` instead (what ``dropout_forward`` does
-            with an ``rng``); by default the cache holds no array at all.
-
-    Returns:
-        ``(out, cache)``; pass ``cache`` to ``seeded_dropout_backward`` (or ``dropout_backward``
-        when ``store_mask=True``).
-    """
-    check_floating(x, "x")
-    p, scaling, seed = check_probability(p), check_scaling(scaling), check_seed(seed)
-    train_scale, eval_scale = output_scales(p, scaling)
-    if not train:
-        cache = SeededDropoutCache(seed=None, shape=tuple(x.shape), p=p, scale=eval_scale)
-        return _scaled(x, eval_scale), cache
-    mask = np.empty(x.shape, dtype=bool) if store_mask else None
-    out = _masked_chunks(x, seed, p, train_scale, mask)
-    if store_mask:
-        return out, DropoutCache(mask=mask, scale=train_scale)
-    return out, SeededDropoutCache(seed=seed, shape=tuple(x.shape), p=p, scale=train_scale)
-
-
-def seeded_dropout_backward(dout: np.ndarray, cache: SeededDropoutCache) -> np.ndarray:
-    """Gradient with respect to ``x``: regenerates the mask from ``cache.seed`` chunk by chunk."""
-    check_floating(dout, "dout")
-    check_shape(cache.shape)
-    if tuple(dout.shape) != cache.shape:
-        raise ValueError(
-            f"dout must have the forward input's shape {cache.shape}, but got {dout.shape}"
-        )
-    if cache.seed is None:
-        return _scaled(dout, cache.scale)
-    return _masked_chunks(dout, cache.seed, cache.p, cache.scale, None)
+    return dout * cache.mask * cache.scale

@@ -42,9 +42,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import __version__
-from ._validate import check_count, check_in_interval, check_positive, check_rank
+from ._validate import check_count, check_in_interval, check_positive, check_rank, check_seed
 from .data import Dataset, training_subset
-from .masks import check_seed
 from .training import History, MLPParams, TrainConfig, TrainResult, train_mlp
 
 HISTORY_FIELDS = ("train_loss", "train_acc", "val_loss", "val_acc")

@@ -27,9 +27,10 @@ from ._validate import (
     check_rank,
     check_same_shape,
     check_shape,
+    draw_seed,
 )
 from .dropout import DropoutCache, dropout_backward
-from .masks import draw_seed, keep_mask
+from .masks import keep_mask
 
 SELU_ALPHA = 1.6732632423543772
 """SELU's alpha (Klambauer et al., 2017): selu(x) = SELU_SCALE * alpha * (exp(x) - 1), x < 0."""

@@ -3,9 +3,9 @@
 * ``dropconnect_forward`` / ``dropconnect_backward``, ``dropconnect_moments``,
   ``moment_matching_predict`` and ``weight_scaling_predict``: the numpy contract on tensors, on
   the input's device (randomness from a ``torch.Generator`` instead of a numpy ``rng``).
-* ``dropconnect``: an autograd function whose backward *is* ``dropconnect_backward`` (so
+* ``dropconnect``: a differentiable function whose backward *is* ``dropconnect_backward`` (so
   ``torch.autograd.gradcheck`` checks our backward, not torch's).
-* ``DropConnectLinear``: a fully connected ``nn.Module`` that drops weights in ``train()`` mode
+* ``DropConnectLinear``: a fully connected ``DropoutLayer`` that drops weights in ``train()`` mode
   (one mask per example) and uses the mean weights in ``eval()`` mode.
 
 As in numpy, W has shape (D inputs, M outputs): the transpose of ``nn.Linear.weight``. Naming
@@ -24,6 +24,7 @@ from torch import nn
 from .._validate import check_count, check_mask, check_probability
 from ..dropconnect import check_activation, check_dout, check_layer, chunk_slices
 from ..dropout import output_scales
+from .dropout import DropoutLayer, differentiable
 from .masks import check_generator, keep_mask
 
 
@@ -169,22 +170,6 @@ def weight_scaling_predict(
     return check_activation(activation)(_dense(x, W, b, 1.0))
 
 
-class _DropConnectFunction(torch.autograd.Function):
-    """Autograd wrapper: forward and backward are ``dropconnect_forward`` / ``_backward``."""
-
-    @staticmethod
-    def forward(ctx, x, W, b, p, train, generator, mask):
-        out, ctx.dropconnect_cache = dropconnect_forward(
-            x, W, b, p, train=train, generator=generator, mask=mask
-        )
-        return out
-
-    @staticmethod
-    def backward(ctx, dout):
-        dx, dW, db = dropconnect_backward(dout, ctx.dropconnect_cache)
-        return dx, dW, db, None, None, None, None
-
-
 def dropconnect(
     x: torch.Tensor,
     W: torch.Tensor,
@@ -196,10 +181,20 @@ def dropconnect(
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Differentiable DropConnect (same arguments as ``dropconnect_forward``); returns ``out``."""
-    return _DropConnectFunction.apply(x, W, b, p, train, generator, mask)
+    return differentiable(
+        dropconnect_forward,
+        dropconnect_backward,
+        x,
+        W,
+        b,
+        p=p,
+        train=train,
+        generator=generator,
+        mask=mask,
+    )
 
 
-class DropConnectLinear(nn.Module):
+class DropConnectLinear(DropoutLayer):
     """Fully connected layer with DropConnect: ``x @ weight + bias`` with dropped weights.
 
     In ``train()`` mode each example gets its own (in_features, out_features) keep mask drawn
@@ -212,11 +207,12 @@ class DropConnectLinear(nn.Module):
         bias: (out_features,).
     """
 
+    repr_fields = ("in_features", "out_features", "p")
+
     def __init__(self, in_features: int, out_features: int, p: float, generator: torch.Generator):
-        super().__init__()
+        super().__init__(p, generator)
         self.in_features = check_count(in_features, "in_features", 1)
         self.out_features = check_count(out_features, "out_features", 1)
-        self.p, self.generator = check_probability(p), check_generator(generator)
         bound = 1.0 / math.sqrt(self.in_features)
         self.weight = nn.Parameter(self._uniform((self.in_features, self.out_features), bound))
         self.bias = nn.Parameter(self._uniform((self.out_features,), bound))
@@ -225,10 +221,5 @@ class DropConnectLinear(nn.Module):
         values = torch.empty(shape, device=self.generator.device)
         return values.uniform_(-bound, bound, generator=self.generator)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dropconnect(
-            x, self.weight, self.bias, self.p, train=self.training, generator=self.generator
-        )
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, p={self.p}"
+    def step(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:
+        return dropconnect(x, self.weight, self.bias, self.p, train=train, generator=self.generator)

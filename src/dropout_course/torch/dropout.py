@@ -1,16 +1,22 @@
 """Dropout in torch: the twins of :mod:`dropout_course.dropout`, plus autograd and nn.Modules.
 
-* ``dropout_forward`` / ``dropout_backward`` and ``seeded_dropout_forward`` /
-  ``seeded_dropout_backward``: the same forward/backward contract as the numpy module, on tensors.
-* ``dropout`` and ``seeded_dropout``: autograd functions whose backward *is* the functions above
-  (so ``torch.autograd.gradcheck`` checks our backward, not torch's).
-* ``Dropout``, ``SeededDropout``, ``ChannelDropout``, ``LockedDropout``: ``nn.Module`` layers that
-  follow ``nn.Dropout``: they drop in ``train()`` mode and pass through in ``eval()`` mode.
+Chapter 2, book/02_inverted_scaling.md.
+
+* ``dropout_forward`` / ``dropout_backward``: the numpy forward/backward contract, on tensors.
+* ``differentiable``: the one bridge from a forward/backward pair to autograd, used by every
+  differentiable function of ``dropout_course.torch`` (so ``torch.autograd.gradcheck`` checks our
+  backward, not torch's); ``dropout`` is the first.
+* ``DropoutLayer``: the base of every dropout ``nn.Module`` here, after the idea of PyTorch's
+  ``_DropoutNd``: it checks ``p``, holds the generator, writes ``extra_repr`` and turns
+  ``train()`` / ``eval()`` into the ``train`` flag of a forward pass.
+* ``Dropout``, ``ChannelDropout``, ``LockedDropout``: layers with ``nn.Dropout`` semantics.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,8 +30,7 @@ from .._validate import (
     check_scaling,
 )
 from ..dropout import output_scales
-from ..masks import check_seed
-from .masks import channel_mask, draw_seed, keep_mask, locked_mask, seeded_keep_mask
+from .masks import channel_mask, check_generator, keep_mask, locked_mask
 
 
 @dataclass(frozen=True)
@@ -41,24 +46,24 @@ class DropoutCache:
         return 0 if self.mask is None else self.mask.numel() * self.mask.element_size()
 
 
-@dataclass(frozen=True)
-class SeededDropoutCache:
-    """What ``seeded_dropout_backward`` needs: no mask, only how to regenerate it."""
+def training_mask(
+    x: torch.Tensor, p: float, generator: torch.Generator | None, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """The bool keep mask (on x's device) of a training step on ``x``.
 
-    seed: int | None
-    shape: tuple[int, ...]
-    p: float
-    scale: float
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of tensor data the cache holds: always 0, the mask is regenerated."""
-        return 0
-
-
-def _apply_mask(x: torch.Tensor, mask: torch.Tensor, factor: float) -> torch.Tensor:
-    """``x * mask * factor`` in x's dtype; ``mask`` has x's shape or broadcasts to it."""
-    return x * (mask.to(device=x.device, dtype=x.dtype) * factor)
+    ``mask`` when given (checked), all kept or all dropped for p of 0 or 1 (no ``generator``
+    needed), else ``keep_mask(x.shape, p, generator)``.
+    """
+    p = check_probability(p)
+    if mask is not None:
+        check_mask(mask, tuple(x.shape), broadcast=True)
+    elif p in (0.0, 1.0):  # nothing random: keep all, or drop all
+        mask = torch.full(x.shape, p == 0.0, device=x.device)
+    elif generator is None:
+        raise ValueError("dropout_forward needs generator (or an explicit mask) when train=True")
+    else:
+        mask = keep_mask(tuple(x.shape), p, generator)
+    return mask.to(device=x.device, dtype=torch.bool)
 
 
 def dropout_forward(
@@ -76,31 +81,24 @@ def dropout_forward(
         x: activations, any shape, floating dtype.
         p: probability of dropping a unit, in [0, 1].
         train: True for a training step, False for evaluation.
-        generator: torch Generator on x's device, drawing the mask when ``mask`` is not given.
+        generator: torch Generator drawing the mask when ``mask`` is not given.
         mask: optional keep mask of x's shape (or broadcastable, same rank).
         scaling: "inverted" or "classic".
 
     Returns:
-        ``(out, cache)`` for ``dropout_backward``.
+        ``(out, cache)`` for ``dropout_backward``: ``out = x * mask * train_scale`` in training,
+        ``x * eval_scale`` in evaluation.
     """
     check_floating(x, "x")
-    p, scaling = check_probability(p), check_scaling(scaling)
     train_scale, eval_scale = output_scales(p, scaling)
     if not train:
         return x * eval_scale, DropoutCache(mask=None, scale=eval_scale)
-    if mask is not None:
-        check_mask(mask, tuple(x.shape), broadcast=True)
-    elif p in (0.0, 1.0):  # nothing random: keep all, or drop all
-        mask = torch.full(x.shape, p == 0.0, device=x.device)
-    elif generator is None:
-        raise ValueError("dropout_forward needs generator (or an explicit mask) when train=True")
-    else:
-        mask = keep_mask(tuple(x.shape), p, generator)
-    return _apply_mask(x, mask, train_scale), DropoutCache(mask=mask, scale=train_scale)
+    mask = training_mask(x, p, generator, mask)
+    return x * mask * train_scale, DropoutCache(mask=mask, scale=train_scale)
 
 
 def dropout_backward(dout: torch.Tensor, cache: DropoutCache) -> torch.Tensor:
-    """Gradient of the loss with respect to ``x``, given ``dout`` of the output's shape."""
+    """Gradient with respect to ``x``: ``dout * mask * scale`` (``dout * scale`` at evaluation)."""
     check_floating(dout, "dout")
     if cache.mask is None:
         return dout * cache.scale
@@ -109,65 +107,39 @@ def dropout_backward(dout: torch.Tensor, cache: DropoutCache) -> torch.Tensor:
             f"dout must have the forward input's shape, but got {tuple(dout.shape)} "
             f"for a mask of shape {tuple(cache.mask.shape)}"
         )
-    return _apply_mask(dout, cache.mask, cache.scale)
+    return dout * cache.mask * cache.scale
 
 
-def seeded_dropout_forward(
-    x: torch.Tensor, p: float, *, train: bool, seed: int, scaling: str = "inverted"
-) -> tuple[torch.Tensor, SeededDropoutCache]:
-    """Low-memory dropout: the mask is ``seeded_keep_mask(seed, x.shape, p)``, never stored."""
-    check_floating(x, "x")
-    p, scaling, seed = check_probability(p), check_scaling(scaling), check_seed(seed)
-    train_scale, eval_scale = output_scales(p, scaling)
-    shape = tuple(x.shape)
-    if not train:
-        return x * eval_scale, SeededDropoutCache(seed=None, shape=shape, p=p, scale=eval_scale)
-    mask = seeded_keep_mask(seed, shape, p, device=x.device)
-    out = _apply_mask(x, mask, train_scale)
-    return out, SeededDropoutCache(seed=seed, shape=shape, p=p, scale=train_scale)
+# --- autograd --------------------------------------------------------------------------------
 
 
-def seeded_dropout_backward(dout: torch.Tensor, cache: SeededDropoutCache) -> torch.Tensor:
-    """Gradient with respect to ``x``, regenerating the mask from ``cache.seed``."""
-    check_floating(dout, "dout")
-    if tuple(dout.shape) != cache.shape:
-        raise ValueError(
-            f"dout must have the forward input's shape {cache.shape}, but got {tuple(dout.shape)}"
-        )
-    if cache.seed is None:
-        return dout * cache.scale
-    mask = seeded_keep_mask(cache.seed, cache.shape, cache.p, device=dout.device)
-    return _apply_mask(dout, mask, cache.scale)
-
-
-class _DropoutFunction(torch.autograd.Function):
-    """Autograd wrapper: forward and backward are ``dropout_forward`` / ``dropout_backward``."""
+class _Pair(torch.autograd.Function):
+    """Autograd function whose forward and backward are a library pair (see ``differentiable``)."""
 
     @staticmethod
-    def forward(ctx, x, p, train, generator, mask, scaling):
-        out, ctx.dropout_cache = dropout_forward(
-            x, p, train=train, generator=generator, mask=mask, scaling=scaling
-        )
+    def forward(ctx, pair, options, *inputs):
+        forward, ctx.pair_backward = pair
+        out, ctx.cache = forward(*inputs, **options)
         return out
 
     @staticmethod
     def backward(ctx, dout):
-        return dropout_backward(dout, ctx.dropout_cache), None, None, None, None, None
+        grads = ctx.pair_backward(dout, ctx.cache)
+        return None, None, *(grads if isinstance(grads, tuple) else (grads,))
 
 
-class _SeededDropoutFunction(torch.autograd.Function):
-    """Autograd wrapper that saves only ``(seed, shape, p)`` between forward and backward."""
+def differentiable(
+    forward: Callable[..., tuple[torch.Tensor, Any]],
+    backward: Callable[[torch.Tensor, Any], torch.Tensor | tuple[torch.Tensor, ...]],
+    *inputs: torch.Tensor,
+    **options: Any,
+) -> torch.Tensor:
+    """``forward(*inputs, **options)``'s output, with ``backward(dout, cache)`` as its gradient.
 
-    @staticmethod
-    def forward(ctx, x, p, train, seed, scaling):
-        out, ctx.dropout_cache = seeded_dropout_forward(
-            x, p, train=train, seed=seed, scaling=scaling
-        )
-        return out
-
-    @staticmethod
-    def backward(ctx, dout):
-        return seeded_dropout_backward(dout, ctx.dropout_cache), None, None, None, None
+    ``forward`` returns ``(out, cache)``; ``backward`` returns the gradient of each of ``inputs``
+    (one tensor, or a tuple for several). ``options`` (p, masks, generators...) get no gradient.
+    """
+    return _Pair.apply((forward, backward), options, *inputs)
 
 
 def dropout(
@@ -180,17 +152,57 @@ def dropout(
     scaling: str = "inverted",
 ) -> torch.Tensor:
     """Differentiable dropout (same arguments as ``dropout_forward``); returns only the output."""
-    return _DropoutFunction.apply(x, p, train, generator, mask, scaling)
+    return differentiable(
+        dropout_forward,
+        dropout_backward,
+        x,
+        p=p,
+        train=train,
+        generator=generator,
+        mask=mask,
+        scaling=scaling,
+    )
 
 
-def seeded_dropout(
-    x: torch.Tensor, p: float, *, seed: int, train: bool = True, scaling: str = "inverted"
-) -> torch.Tensor:
-    """Differentiable low-memory dropout: backward regenerates the mask from ``seed``."""
-    return _SeededDropoutFunction.apply(x, p, train, seed, scaling)
+# --- layers ----------------------------------------------------------------------------------
 
 
-class Dropout(nn.Module):
+class DropoutLayer(nn.Module):
+    """Base of the dropout layers: a checked ``p``, a generator, ``extra_repr``, train()/eval().
+
+    Subclasses implement ``step(x, train=...)``; ``forward`` calls it with ``self.training``, so
+    a layer drops in ``train()`` mode and behaves as at evaluation in ``eval()`` mode. ``check_p``
+    validates ``p`` (a subclass may narrow it) and ``extra_repr`` shows ``repr_fields``.
+
+    Args:
+        p: probability of dropping (a unit, a weight...), in [0, 1].
+        generator: torch Generator on the input's device that draws the randomness.
+    """
+
+    repr_fields: tuple[str, ...] = ("p",)
+
+    def __init__(self, p: float, generator: torch.Generator):
+        super().__init__()
+        self.p = self.check_p(p)
+        self.generator = check_generator(generator)
+
+    @staticmethod
+    def check_p(p: float) -> float:
+        """``p`` as a float after checking it is in [0, 1]."""
+        return check_probability(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.step(x, train=self.training)
+
+    def step(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:
+        """The layer's output for ``x`` in training (``train=True``) or evaluation mode."""
+        raise NotImplementedError(f"{type(self).__name__} must define step(x, train=...)")
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{name}={getattr(self, name)!r}" for name in self.repr_fields)
+
+
+class Dropout(DropoutLayer):
     """Dropout layer with ``nn.Dropout`` semantics: drops in ``train()``, identity in ``eval()``.
 
     Args:
@@ -199,23 +211,19 @@ class Dropout(nn.Module):
         scaling: "inverted" (default, like ``nn.Dropout``) or "classic".
     """
 
+    repr_fields = ("p", "scaling")
+
     def __init__(self, p: float, generator: torch.Generator, scaling: str = "inverted"):
-        super().__init__()
-        self.p, self.scaling = check_probability(p), check_scaling(scaling)
-        self.generator = generator
+        super().__init__(p, generator)
+        self.scaling = check_scaling(scaling)
 
     def mask_for(self, x: torch.Tensor) -> torch.Tensor:
         """A fresh keep mask for input ``x`` (subclasses change its shape)."""
         return keep_mask(tuple(x.shape), self.p, self.generator)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return dropout(x, self.p, train=False, scaling=self.scaling)
-        mask = self.mask_for(x) if 0.0 < self.p < 1.0 else None
-        return dropout(x, self.p, train=True, mask=mask, scaling=self.scaling)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}, scaling={self.scaling!r}"
+    def step(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:
+        mask = self.mask_for(x) if train and 0.0 < self.p < 1.0 else None
+        return dropout(x, self.p, train=train, mask=mask, scaling=self.scaling)
 
 
 class ChannelDropout(Dropout):
@@ -232,19 +240,3 @@ class LockedDropout(Dropout):
     def mask_for(self, x: torch.Tensor) -> torch.Tensor:
         check_rank(x, "x", (3,), "N sequences, T steps, D features")
         return locked_mask(tuple(x.shape), self.p, self.generator)
-
-
-class SeededDropout(nn.Module):
-    """Low-memory dropout layer: each call draws a seed from ``generator`` and stores no mask."""
-
-    def __init__(self, p: float, generator: torch.Generator, scaling: str = "inverted"):
-        super().__init__()
-        self.p, self.scaling = check_probability(p), check_scaling(scaling)
-        self.generator = generator
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        seed = draw_seed(self.generator) if self.training else 0
-        return seeded_dropout(x, self.p, seed=seed, train=self.training, scaling=self.scaling)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}, scaling={self.scaling!r}"

@@ -2,9 +2,9 @@
 
 * ``gaussian_dropout_forward`` / ``gaussian_dropout_backward``, ``alpha_dropout_forward`` /
   ``alpha_dropout_backward``, ``max_norm``: the numpy contract, on the input's device.
-* ``gaussian_dropout`` and ``alpha_dropout``: autograd functions whose backward is ours.
-* ``GaussianDropout`` and ``AlphaDropout``: ``nn.Module`` layers, noisy in ``train()`` mode and the
-  identity in ``eval()`` mode.
+* ``gaussian_dropout`` and ``alpha_dropout``: differentiable functions whose backward is ours.
+* ``GaussianDropout`` and ``AlphaDropout``: ``DropoutLayer`` modules, noisy in ``train()`` mode and
+  the identity in ``eval()`` mode.
 * ``max_norm_``: the in-place max-norm for trainers. ``nn.Linear`` stores its weight transposed,
   as (D_out, D_in), so the incoming weights of a unit are a *row* there: pass ``linear.weight.T``.
 """
@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from .._validate import (
     check_floating,
@@ -30,7 +29,7 @@ from ..variants import (
     check_gaussian_probability,
     gaussian_noise_std,
 )
-from .dropout import DropoutCache, dropout_backward
+from .dropout import DropoutCache, DropoutLayer, differentiable, dropout_backward
 from .masks import check_generator, keep_mask
 
 
@@ -138,36 +137,6 @@ def alpha_dropout_backward(dout: torch.Tensor, cache: DropoutCache) -> torch.Ten
     return dropout_backward(dout, cache)
 
 
-class _GaussianDropoutFunction(torch.autograd.Function):
-    """Autograd wrapper: forward and backward are the Gaussian dropout pair above."""
-
-    @staticmethod
-    def forward(ctx, x, p, train, generator, noise):
-        out, ctx.dropout_cache = gaussian_dropout_forward(
-            x, p, train=train, generator=generator, noise=noise
-        )
-        return out
-
-    @staticmethod
-    def backward(ctx, dout):
-        return gaussian_dropout_backward(dout, ctx.dropout_cache), None, None, None, None
-
-
-class _AlphaDropoutFunction(torch.autograd.Function):
-    """Autograd wrapper: forward and backward are the alpha dropout pair above."""
-
-    @staticmethod
-    def forward(ctx, x, p, train, generator, mask):
-        out, ctx.dropout_cache = alpha_dropout_forward(
-            x, p, train=train, generator=generator, mask=mask
-        )
-        return out
-
-    @staticmethod
-    def backward(ctx, dout):
-        return alpha_dropout_backward(dout, ctx.dropout_cache), None, None, None, None
-
-
 def gaussian_dropout(
     x: torch.Tensor,
     p: float,
@@ -177,7 +146,15 @@ def gaussian_dropout(
     noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Differentiable Gaussian dropout (arguments as ``gaussian_dropout_forward``)."""
-    return _GaussianDropoutFunction.apply(x, p, train, generator, noise)
+    return differentiable(
+        gaussian_dropout_forward,
+        gaussian_dropout_backward,
+        x,
+        p=p,
+        train=train,
+        generator=generator,
+        noise=noise,
+    )
 
 
 def alpha_dropout(
@@ -189,7 +166,15 @@ def alpha_dropout(
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Differentiable alpha dropout (arguments as ``alpha_dropout_forward``)."""
-    return _AlphaDropoutFunction.apply(x, p, train, generator, mask)
+    return differentiable(
+        alpha_dropout_forward,
+        alpha_dropout_backward,
+        x,
+        p=p,
+        train=train,
+        generator=generator,
+        mask=mask,
+    )
 
 
 def _column_factors(W: torch.Tensor, c: float) -> torch.Tensor:
@@ -218,7 +203,7 @@ def max_norm_(W: torch.Tensor, c: float) -> torch.Tensor:
     return W
 
 
-class GaussianDropout(nn.Module):
+class GaussianDropout(DropoutLayer):
     """Gaussian dropout layer: multiplies by N(1, p / (1 - p)) noise in ``train()``, identity else.
 
     Args:
@@ -226,19 +211,13 @@ class GaussianDropout(nn.Module):
         generator: torch Generator on the input's device that draws the noise.
     """
 
-    def __init__(self, p: float, generator: torch.Generator):
-        super().__init__()
-        self.p = check_gaussian_probability(p)
-        self.generator = check_generator(generator)
+    check_p = staticmethod(check_gaussian_probability)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return gaussian_dropout(x, self.p, train=self.training, generator=self.generator)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+    def step(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:
+        return gaussian_dropout(x, self.p, train=train, generator=self.generator)
 
 
-class AlphaDropout(nn.Module):
+class AlphaDropout(DropoutLayer):
     """Alpha dropout layer for SELU networks (like ``nn.AlphaDropout``, with our generator).
 
     Args:
@@ -246,13 +225,5 @@ class AlphaDropout(nn.Module):
         generator: torch Generator on the input's device that draws the masks.
     """
 
-    def __init__(self, p: float, generator: torch.Generator):
-        super().__init__()
-        self.p = check_probability(p)
-        self.generator = check_generator(generator)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return alpha_dropout(x, self.p, train=self.training, generator=self.generator)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+    def step(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:
+        return alpha_dropout(x, self.p, train=train, generator=self.generator)
