@@ -2,7 +2,7 @@
 
 The rules of ``../shared/CONVENTIONS.md``, checked on the import statements of the sources:
 ``dropout_course`` (and its tests) never import ``dropout_grading``; the reference modules never
-import ``widgets`` or ``plots``; the readable modules never import the fast path.
+import ``widgets``, ``plots`` or ``listing``; the readable modules never import the fast path.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ROOT / "src" / "dropout_course"
-PRESENTATION = {"dropout_course.widgets", "dropout_course.plots"}
+PRESENTATION = {"dropout_course.widgets", "dropout_course.plots", "dropout_course.listing"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -54,8 +54,28 @@ def test_library_and_its_tests_never_import_grading(path):
 
 @pytest.mark.parametrize(
     "path",
-    [p for p in sorted(LIBRARY.rglob("*.py")) if p.stem not in {"widgets", "plots"}],
+    [p for p in sorted(LIBRARY.rglob("*.py")) if p.stem not in {"widgets", "plots", "listing"}],
     ids=lambda p: str(p.relative_to(ROOT)),
 )
 def test_reference_modules_never_import_presentation(path):
     assert not imported_modules(path) & PRESENTATION
+
+
+READABLE = ["masks.py", "dropout.py", "torch/masks.py", "torch/dropout.py"]
+
+
+@pytest.mark.parametrize("name", READABLE)
+def test_readable_modules_never_import_the_fast_path(name):
+    # The readable reference stands alone; dropout_course.fast is checked against it.
+    fast = {"dropout_course.fast", "dropout_course.torch.fast"}
+    imported = imported_modules(LIBRARY / name)
+    assert not {n for n in imported if n in fast or n.rsplit(".", 1)[0] in fast}
+
+
+def test_fast_path_builds_on_the_readable_one():
+    # fast.py takes its cache type and scale factors from dropout.py; the torch twin's import of
+    # the numpy fast module also shows the rule above would see such an import.
+    assert {"dropout_course.dropout.DropoutCache", "dropout_course.dropout.output_scales"} <= (
+        imported_modules(LIBRARY / "fast.py")
+    )
+    assert "dropout_course.fast" in imported_modules(LIBRARY / "torch" / "fast.py")

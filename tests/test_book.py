@@ -4,11 +4,13 @@ Each notebook's execution time goes to ``test-artifacts/execution-times.txt``: s
 not asserted (a timed test would fail on a busy machine for no fault of the code).
 
 The build itself is the session fixture ``book_build`` in ``conftest.py``; the checks of the HTML
-it writes are in ``test_book_html.py`` and ``test_browser.py``.
+it writes are in ``test_book_html.py`` and ``test_browser.py``. The book's Sphinx extension
+``book/_ext/fresh_outputs.py`` (execute again after a library change) is tested here too.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
 import re
 from pathlib import Path
@@ -75,3 +77,32 @@ def test_intro_shows_outputs_of_the_library(built_book):
     intro = (built_book / "book" / "intro.html").read_text()
     # An output of an executed cell (its source has a format field, not a number there).
     assert re.search(r"mean over a million units: [01]\.\d{4}\b", intro)
+
+
+def _fresh_outputs():
+    spec = importlib.util.spec_from_file_location(
+        "fresh_outputs", ROOT / "book" / "_ext" / "fresh_outputs.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_execution_cache_is_emptied_when_the_library_changes(tmp_path):
+    fresh = _fresh_outputs()
+    assert (fresh.LIBRARY / "listing.py").is_file()
+    library, cache = tmp_path / "library", tmp_path / "cache"
+    (library / "torch").mkdir(parents=True)
+    (library / "torch" / "masks.py").write_text("P = 0.5\n")
+    (cache / "executed").mkdir(parents=True)
+    digest = fresh.library_digest(library)
+    assert fresh.refresh_cache(cache, digest), "a cache of unknown origin is emptied"
+    assert not (cache / "executed").exists()
+    (cache / "executed").mkdir()
+    assert not fresh.refresh_cache(cache, digest), "the same library keeps the cache"
+    assert (cache / "executed").is_dir()
+    (library / "torch" / "masks.py").write_text("P = 0.25\n")
+    changed = fresh.library_digest(library)
+    assert changed != digest
+    assert fresh.refresh_cache(cache, changed), "a changed library empties the cache"
+    assert not (cache / "executed").exists()

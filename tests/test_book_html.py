@@ -1,8 +1,9 @@
 """Checks of the HTML the book build writes, read with the standard library's ``html.parser``.
 
-Every page of the table of contents is there; chapters show figures and static sliders; no cell
-printed an error; every citation links into the references page; no page loads a script from the
-network; the download, launch and search features of the theme are there.
+Every page of the table of contents is there; chapters show figures and static sliders and the
+current source of the library code they list; no cell printed an error; every citation links
+into the references page; no page loads a script from the network; the download, launch and
+search features of the theme are there.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import yaml
 
 from browser import ROOT
 from test_book import notebook_pages, toc_files
+from test_listings import current_source, listed_objects
 
 PAGES = toc_files()
 CHAPTERS = [page for page in PAGES if re.fullmatch(r"book/0[1-6]_\w+", page)]
@@ -192,6 +194,23 @@ def test_chapter_has_a_static_slider(built_book, docname):
         images = [e for e in page.select("img") if e.within(slider)]
         assert inputs and all(e.attrs.get("type") == "range" for e in inputs), snippet(slider)
         assert len(images) == 1 and images[0].attrs["src"].startswith("data:image/png")
+
+
+@pytest.mark.parametrize("docname", CHAPTERS)
+def test_chapter_listings_show_the_current_library_source(built_book, docname):
+    """Each ``show_source`` listing shows, in a code block, the object's source as it is now."""
+    page = page_of(built_book, docname)
+    shown = " ".join(" ".join("".join(pre.text).split()) for pre in page.select("pre"))
+    stale = [
+        f"{expression} ({obj.__module__}.{obj.__qualname__})"
+        for expression, obj, _ in listed_objects(ROOT / f"{docname}.md")
+        if " ".join(current_source(obj).split()) not in shown
+    ]
+    assert not stale, (
+        f"{docname} does not show the current source of {stale}: a listing that is not the "
+        "library's, or outputs from before the library changed (an execution cache that "
+        "predates the change: remove _build/.jupyter_cache)"
+    )
 
 
 def test_no_page_loads_a_script_or_stylesheet_from_the_network(built_book):

@@ -14,6 +14,7 @@ from conftest import DEVICES
 from dropout_course import data
 from dropout_course import training as tr
 from dropout_course.gradcheck import numerical_gradient, rel_error
+from dropout_course.torch import dropout as td
 from dropout_course.torch import training as tt
 from dropout_course.torch import variants as tv
 
@@ -312,3 +313,148 @@ def test_build_mlp_uses_our_layers_on_the_generator_device():
     assert wide.std().item() == pytest.approx(tr.init_std(200, "relu"), rel=0.1)
     params = tt.to_params(model, "relu")
     assert [W.shape for W in params.weights] == [(5, 8), (8, 8), (8, 3)]
+
+
+# --- torch trainer: the pieces chapters train with -------------------------------------------
+
+
+def _float64_net(config, n_features, n_classes, scaling="inverted"):
+    generator = torch.Generator().manual_seed(config.seed)
+    return tt.build_mlp(config, n_features, n_classes, generator, scaling=scaling).double()
+
+
+def _tensors(dataset):
+    return torch.tensor(dataset.x_train, dtype=torch.float64), torch.tensor(dataset.y_train)
+
+
+def test_build_mlp_sets_the_scaling_of_its_dropout_layers():
+    generator = torch.Generator().manual_seed(0)
+    config = tr.TrainConfig(hidden=(8,), p_input=0.2, p_hidden=0.5)
+    model = tt.build_mlp(config, 5, 3, generator, scaling="classic")
+    assert [layer.scaling for layer in model if isinstance(layer, td.Dropout)] == ["classic"] * 2
+    model.eval()  # classic evaluation multiplies by 1 - p: the first layer outputs 0.8 x
+    assert torch.equal(model[0](torch.ones(2, 5)), torch.full((2, 5), 0.8))
+    with pytest.raises(ValueError, match=r"scaling must be one of"):
+        tt.build_mlp(config, 5, 3, generator, scaling="paper")
+    with pytest.raises(ValueError, match=r"scaling='classic' needs config.dropout='bernoulli'"):
+        tt.build_mlp(replace(config, dropout="gaussian"), 5, 3, generator, scaling="classic")
+
+
+def test_sgd_gives_each_layer_its_learning_rate_factor(clusters):
+    # one full-batch step from zero momentum: W = W0 - lr * factor * dW, b = b0 - lr * db
+    config = _small_config(p_hidden=0.0, batch_size=10_000, epochs=1, lr=0.1)
+    model = _float64_net(config, 4, 3)
+    x, y = _tensors(clusters)
+    initial = [param.detach().clone() for param in model.parameters()]
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    grads = [param.grad.clone() for param in model.parameters()]
+    model.zero_grad()
+    optimizer = tt.sgd(model, config, weight_lr_factors=[0.5, 2.0])
+    assert [group["lr"] for group in optimizer.param_groups] == [0.05, 0.2, 0.1]
+    tt.fit(model, x, y, config, torch.Generator().manual_seed(0), optimizer=optimizer)
+    factors = [0.5, 1.0, 2.0, 1.0]  # weight 0, bias 0, weight 1, bias 1
+    for param, start, grad, factor in zip(model.parameters(), initial, grads, factors, strict=True):
+        torch.testing.assert_close(param.detach(), start - config.lr * factor * grad)
+
+
+@pytest.mark.parametrize(
+    ("factors", "message"),
+    [
+        ([1.0], r"weight_lr_factors must hold one factor per nn.Linear layer \(2\), but got 1"),
+        ([1.0, 0.0], r"weight_lr_factors\[1\] must be a finite number > 0"),
+    ],
+)
+def test_sgd_rejects_bad_factors_naming_the_argument(factors, message):
+    model = _float64_net(_small_config(), 4, 3)
+    with pytest.raises(ValueError, match=message):
+        tt.sgd(model, _small_config(), weight_lr_factors=factors)
+
+
+def test_sgd_refuses_a_model_with_parameters_outside_linear_layers():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.LayerNorm(2))
+    with pytest.raises(ValueError, match=r"other parameters: \['1.weight', '1.bias'\]"):
+        tt.sgd(model, _small_config())
+
+
+def test_classic_training_is_inverted_training_with_scaled_weights_and_learning_rates(clusters):
+    # Chapter 2's claim: W_inverted = (1 - p) W_classic holds through training when the weights
+    # after a dropout layer with keep probability q learn at q**2 times the learning rate (same
+    # masks: both nets draw them from a generator seeded alike, in the same order).
+    config = _small_config(p_input=0.2, p_hidden=0.5, epochs=3)
+    keeps = [1 - config.p_input, 1 - config.p_hidden]
+    x, y = _tensors(clusters)
+    classic = _float64_net(config, 4, 3, scaling="classic")
+    inverted = _float64_net(config, 4, 3)
+    linears = [
+        [layer for layer in net if isinstance(layer, torch.nn.Linear)]
+        for net in (classic, inverted)
+    ]
+    with torch.no_grad():
+        for linear, keep in zip(linears[1], keeps, strict=True):
+            linear.weight *= keep
+    initial = [linear.weight.detach().clone() for linear in linears[0]]
+    for net, factors in ((classic, None), (inverted, [keep**2 for keep in keeps])):
+        optimizer = tt.sgd(net, config, weight_lr_factors=factors)
+        order = torch.Generator().manual_seed(config.seed)
+        tt.fit(net, x, y, config, order, optimizer=optimizer)
+    for classic_linear, inverted_linear, keep, start in zip(*linears, keeps, initial, strict=True):
+        assert (classic_linear.weight - start).abs().max() > 0.01  # training moved the weights
+        torch.testing.assert_close(
+            keep * classic_linear.weight, inverted_linear.weight, rtol=0, atol=1e-12
+        )
+
+
+def test_fit_reports_after_every_epoch_in_eval_mode_and_leaves_eval_mode(clusters):
+    config = _small_config(p_hidden=0.5)
+    model = _float64_net(config, 4, 3)
+    x, y = _tensors(clusters)
+    x_val, y_val = torch.tensor(clusters.x_val, dtype=torch.float64), torch.tensor(clusters.y_val)
+
+    def report():
+        assert not model.training and not torch.is_grad_enabled()
+        return tt.evaluate(model, x_val, y_val)
+
+    results = tt.fit(model, x, y, config, torch.Generator().manual_seed(0), after_epoch=report)
+    assert len(results) == config.epochs and not model.training
+    assert isinstance(results[-1], tt.Evaluation) and 0.0 <= results[-1].accuracy <= 1.0
+    assert results[-1].loss < results[0].loss
+    assert tt.fit(model, x, y, config, torch.Generator().manual_seed(0)) == []
+
+
+def test_fit_trains_a_plain_function_with_its_own_optimizer_and_loss():
+    # least squares y = 3 x through a function (no nn.Module), full batch, Adam
+    generator = torch.Generator().manual_seed(0)
+    x = torch.linspace(-1, 1, 20, dtype=torch.float64)[:, None]
+    slope = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    config = tr.TrainConfig(lr=0.1, epochs=300, batch_size=20)
+    tt.fit(
+        lambda batch: batch * slope,
+        x,
+        3 * x,
+        config,
+        generator,
+        optimizer=torch.optim.Adam([slope], lr=config.lr),
+        loss=torch.nn.functional.mse_loss,
+    )
+    assert slope.item() == pytest.approx(3.0, abs=1e-3)
+
+
+def test_fit_rejects_what_it_cannot_train(clusters):
+    x, y = _tensors(clusters)
+    generator = torch.Generator().manual_seed(0)
+    with pytest.raises(TypeError, match=r"fit needs an optimizer for a model that is not"):
+        tt.fit(lambda batch: batch, x, y, _small_config(), generator)
+    slope = torch.zeros(1, requires_grad=True)
+    with pytest.raises(ValueError, match=r"config.max_norm applies to the nn.Linear layers"):
+        tt.fit(
+            lambda batch: batch * slope,
+            x,
+            y,
+            _small_config(max_norm=1.0),
+            generator,
+            optimizer=torch.optim.SGD([slope], lr=0.1),
+        )
+    with pytest.raises(ValueError, match=r"x and y must hold the same number of examples"):
+        tt.fit(_float64_net(_small_config(), 4, 3), x, y[:-1], _small_config(), generator)
+    with pytest.raises(TypeError, match=r"config must be a TrainConfig"):
+        tt.fit(_float64_net(_small_config(), 4, 3), x, y, {"epochs": 1}, generator)

@@ -30,10 +30,10 @@ from ._validate import (
     check_positive,
     check_probability,
     check_rank,
+    check_seed,
 )
 from .data import Dataset
 from .dropout import dropout_backward, dropout_forward
-from .masks import check_seed
 from .variants import (
     SELU_ALPHA,
     SELU_SCALE,
