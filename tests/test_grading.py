@@ -268,6 +268,12 @@ REFERENCE_USES = {  # case -> (notebook source, name of the function, variables 
         "f",
         {},
     ),
+    "fast_path": (
+        "from dropout_course.fast import dropout_forward as fast\n"
+        "def f(x, p, **k):\n    return fast(x, p, **k)",
+        "f",
+        {},
+    ),
 }
 
 
@@ -474,6 +480,49 @@ def test_worker_refuses_reference_code_like_the_kernel(worker):
         worker.function("f")
     with pytest.raises(StudentError, match="not defined"):
         worker.function("missing")
+
+
+def test_worker_trips_on_reference_code_run_by_another_thread(worker):
+    """The kernel's profile hook misses a thread started before the call; the worker's tripwires
+    see every thread, and still let a function use what its rules allow (ch2's forward pass may
+    draw the library's mask) and the notebook's own cells use the library."""
+    server = (
+        "import queue, threading\n"
+        "import numpy as np\n"
+        "from dropout_course import masks\n"
+        "jobs, results = queue.Queue(), queue.Queue()\n"
+        "def serve():\n"
+        "    while True:\n"
+        "        results.put(masks.keep_mask(*jobs.get()))\n"
+        "threading.Thread(target=serve, daemon=True).start()\n"
+        "def dropout_forward(x, p, *, train, rng):\n"
+        "    jobs.put((x.shape, p, rng))\n"
+        "    return x * results.get() / (1 - p), None\n"
+        "def keep_mask(shape, p, rng):\n"
+        "    jobs.put((shape, p, rng))\n"
+        "    return results.get()\n"
+    )
+    assert worker.run_cell(server) is None
+    assert worker.run_cell("mask = masks.keep_mask((3,), 0.5, np.random.default_rng(0))") is None
+    rng = np.random.default_rng(0)
+    out, _ = worker.function("dropout_forward")(np.ones((2, 3)), 0.5, train=True, rng=rng)
+    assert set(np.unique(out)) <= {0.0, 2.0}
+    with pytest.raises(ReferenceUsed, match=r"ran the course's reference .*masks\.keep_mask"):
+        worker.function("keep_mask")((2, 3), 0.5, rng)
+
+
+def test_worker_runs_the_notebooks_own_ipython_code(worker):
+    """Magics, ``!`` commands and ``get_ipython()`` run as in the kernel (a stub would break the
+    cell, and the functions it defines would lose their marks)."""
+    cells = [
+        "%matplotlib inline",
+        "from IPython import get_ipython\n"
+        "get_ipython().run_line_magic('config', \"InlineBackend.figure_format = 'svg'\")",
+        "%%time\ndef f(x):\n    return 2 * x",
+        "listing = !echo hello\n%time y = f(1)",
+    ]
+    assert [worker.run_cell(cell) for cell in cells] == [None] * len(cells)
+    assert worker.function("f")(np.ones(2)).tolist() == [2.0, 2.0]
 
 
 def test_worker_survives_a_runaway_cell_and_a_huge_allocation(worker):

@@ -93,6 +93,13 @@ def draw_seed(rng: np.random.Generator) -> int:
     return int(check_rng(rng).integers(0, MAX_SEED, endpoint=True))
 
 
+def check_callable(value: Any, name: str, what: str) -> Any:
+    """Return ``value`` after checking it is callable; ``what`` describes it, e.g. "e.g. a ReLU"."""
+    if not callable(value):
+        raise TypeError(f"{name} must be a callable ({what}), but got {type(value).__name__}")
+    return value
+
+
 def check_scaling(scaling: Any) -> str:
     """Return ``scaling`` after checking it is 'inverted' or 'classic'."""
     if scaling not in SCALINGS:

@@ -9,7 +9,7 @@ must be useful on its own, among random subsets of the others. Three measurement
   network trained with dropout degrades gracefully;
 * ``activation_sparsity``: the fraction of activations at or below a threshold (their figs 7-8).
 
-A *dead* unit is one whose activation is the same on every example (zero variance, e.g. a ReLU
+Chapter 1, book/01_coadaptation.md. A *dead* unit is one whose activation is the same on every example (zero variance, e.g. a ReLU
 that never fires): its correlation is undefined, so it is NaN in ``unit_correlation`` and left
 out of ``mean_abs_correlation``.
 """
@@ -22,7 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import check_count, check_floating, check_in_interval, check_rank, draw_seed
+from ._validate import (
+    check_callable,
+    check_count,
+    check_floating,
+    check_in_interval,
+    check_rank,
+    check_rng,
+)
 
 HIDDEN_AXES = "N examples, H units"
 
@@ -41,10 +48,7 @@ def check_threshold(threshold: Any) -> float:
 
 def check_ablation(head: Any, hidden: Any, y: Any, k: Any, trials: Any) -> tuple[int, int]:
     """Check the arguments of ``ablation_accuracy``; return ``(k, trials)`` as ints."""
-    if not callable(head):
-        raise TypeError(
-            f"head must be a callable (hidden -> logits), but got {type(head).__name__}"
-        )
+    check_callable(head, "head", "hidden -> logits")
     n_examples, n_units = check_hidden(hidden)
     if n_examples == 0:
         raise ValueError("hidden must hold at least one example to measure an accuracy")
@@ -72,15 +76,12 @@ def _kind(value: Any) -> str:
     return type(value).__name__ if dtype is None else f"dtype {dtype}"
 
 
-def _live_units(hidden: np.ndarray) -> np.ndarray:
-    """Bool (H,): True for units whose activation is not the same on every example."""
-    if len(hidden) == 0:
-        return np.zeros(hidden.shape[1], dtype=bool)
-    return hidden.max(axis=0) != hidden.min(axis=0)
-
-
 def unit_correlation(hidden: np.ndarray) -> np.ndarray:
     """Pearson correlation matrix (H, H), float64, of the units' activations over the batch.
+
+    Chapter 1, book/01_coadaptation.md: ``corr[i, j] = sum_n c_ni c_nj / (|c_i| |c_j|)`` with
+    ``c_i`` unit i's activations minus their mean, so the matrix is ``s.T @ s`` for the centred
+    columns ``s`` scaled to norm 1.
 
     Args:
         hidden: (N, H) activations, floating dtype.
@@ -90,16 +91,16 @@ def unit_correlation(hidden: np.ndarray) -> np.ndarray:
         value on every example, including any unit when N < 2) are NaN.
     """
     n_units = check_hidden(hidden)[1]
-    live = _live_units(hidden)
     corr = np.full((n_units, n_units), np.nan)
+    live = np.any(hidden != hidden[:1], axis=0)  # some example differs from the first
     if not live.any():  # also when N < 2: no unit varies
         return corr
-    centered = hidden[:, live].astype(np.float64)
-    centered -= centered.mean(axis=0)
+    units = hidden[:, live].astype(np.float64)
+    centered = units - units.mean(axis=0)
     standardized = centered / np.linalg.norm(centered, axis=0)
-    corr[np.ix_(live, live)] = np.clip(standardized.T @ standardized, -1.0, 1.0)
-    live_index = np.flatnonzero(live)
-    corr[live_index, live_index] = 1.0
+    live_corr = np.clip(standardized.T @ standardized, -1.0, 1.0)
+    np.fill_diagonal(live_corr, 1.0)  # a unit with itself: exactly 1, not 1 up to rounding
+    corr[np.ix_(live, live)] = live_corr
     return corr
 
 
@@ -121,7 +122,7 @@ def activation_sparsity(hidden: np.ndarray, threshold: float = 0.0) -> float:
     threshold = check_threshold(threshold)
     if hidden.size == 0:
         return 0.0
-    return float(np.count_nonzero(hidden <= threshold) / hidden.size)
+    return float(np.mean(hidden <= threshold))
 
 
 def ablation_accuracy(
@@ -151,12 +152,12 @@ def ablation_accuracy(
         The mean fraction of correct argmax predictions, in [0, 1].
     """
     k, trials = check_ablation(head, hidden, y, k, trials)
-    chooser = np.random.default_rng(draw_seed(rng))
-    total = 0.0
+    rng = check_rng(rng)
+    accuracies = []
     for _ in range(trials):
         ablated = hidden.copy()
-        ablated[:, chooser.choice(hidden.shape[1], size=k, replace=False)] = 0
+        ablated[:, rng.choice(hidden.shape[1], size=k, replace=False)] = 0
         logits = head(ablated)
         check_logits(logits, len(hidden))
-        total += float(np.mean(np.argmax(logits, axis=1) == y))
-    return total / trials
+        accuracies.append(np.mean(np.argmax(logits, axis=1) == y))
+    return float(np.mean(accuracies))

@@ -6,7 +6,8 @@ The student writes, in numpy and with the reference's signatures:
   1 on the diagonal, NaN rows and columns for dead units (the same value on every example);
 * ``mean_abs_correlation(hidden) -> float``: mean ``|corr|`` over pairs of distinct live units
   (dead units left out; fewer than two live units give 0.0);
-* ``activation_sparsity(hidden, threshold=0.0) -> float``: fraction of activations <= threshold;
+* ``activation_sparsity(hidden, threshold=0.0) -> float``: fraction of activations <= threshold
+  (a tiny positive activation, 1e-12, is active at the default threshold);
 * ``ablation_accuracy(head, hidden, y, k, *, rng, trials) -> float``: accuracy of ``head`` (a
   callable mapping (N, H) activations to (N, K) scores) after zeroing k distinct random units,
   without rescaling the others, averaged over ``trials`` independent choices.
@@ -355,9 +356,19 @@ def mean_abs_dead_units(
         )
 
 
+TINY_ACTIVATIONS = (1e-12, 1e-30)
+"""Positive activations, however small, are active: a default threshold of 1e-8 or np.isclose
+would call them zeros. Both are normal numbers in float32 too, so they survive the hidden test's
+cast."""
+
+
 def _sparsity_mistakes(hidden: np.ndarray, threshold: float) -> dict[str, float]:
     """Values that common mistakes give for ``activation_sparsity(hidden, threshold)``."""
     return {
+        "tiny positive activations (such as 1e-12) are active, and the default threshold is 0.0 "
+        "exactly: compare with the threshold itself, with no epsilon or np.isclose": float(
+            np.mean(hidden <= threshold + 1e-6)
+        ),
         "you counted activations strictly below the threshold (<); those equal to it count "
         "too (<=)": float(np.mean(hidden < threshold)),
         "that is the fraction of ACTIVE values (> threshold); sparsity counts those <= threshold": (
@@ -385,7 +396,11 @@ def sparsity_threshold(
     """activation_sparsity is the fraction of activations <= threshold (default 0.0), any shape."""
     rng = np.random.default_rng(seed)
     grid = rng.integers(-8, 9, size=shape) / 4  # quarters: negatives, zeros, values tied at t
-    cases = [(np.maximum(grid, 0.0), None, "ReLU activations, default threshold")]
+    relu = np.maximum(grid, 0.0).reshape(-1)
+    relu[np.flatnonzero(relu == 0)[: len(TINY_ACTIVATIONS)]] = TINY_ACTIVATIONS  # active
+    cases = [
+        (relu.reshape(shape), None, "ReLU activations with tiny positive ones, default threshold")
+    ]
     for threshold in thresholds:
         values = grid.copy().reshape(-1)
         values[: max(2, values.size // 8)] = threshold  # ties at the threshold

@@ -22,13 +22,16 @@ exactly (up to float32 rounding), in whatever order the masks come; MC moments a
 exactly with masks the check injects. Only ``mc_dropout_predict`` draws randomness: it is checked
 on a network with ONE dropped unit, where the mean of T passes is a known affine function of the
 number K of passes that kept it, and K ~ Binomial(T, 1 - p) gets a Bernstein bound
-(``bounds.binomial_tolerance``) at a false-fail probability below ``FALSE_FAIL`` = 1e-9. Sharing a
-pass's mask across the batch is MC dropout too, and passes.
+(``bounds.binomial_tolerance``) at a false-fail probability below ``FALSE_FAIL`` = 1e-9. Each pass
+gives one of two probability vectors, so for a plausible K the mean AND the variance of exactly T
+passes are known exactly: one pass too few, a ``scaling`` not passed on, or a standard deviation
+in place of the variance match no K. Sharing a pass's mask across the batch is MC dropout too,
+and passes.
 
 One mistake costs its own cells: the ensembles are also accepted when they are exact for the
 student's OWN ``enumerate_masks`` output (so a wrong probability formula costs the enumeration
-cell only), and ``mc_dropout_predict`` is also accepted when its mean is what the student's own
-``mc_dropout_moments`` gives for a plausible number of kept passes.
+cell only), and ``mc_dropout_predict`` is also accepted when its mean and variance are what the
+student's own ``mc_dropout_moments`` gives for a plausible number of kept passes.
 """
 
 from __future__ import annotations
@@ -632,8 +635,8 @@ def _call_predict(
     rng: np.random.Generator,
     samples: int,
     scaling: str,
-) -> tuple[np.ndarray, str]:
-    """The mean (N, K) of the student's MC prediction (var's shape checked), and the call."""
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """The student's MC prediction (mean, var), each (N, K), and the call as text."""
     call = (
         f"mc_dropout_predict(params, x, p={p:g}, rng=rng, samples={samples}, scaling={scaling!r})"
     )
@@ -641,39 +644,127 @@ def _call_predict(
         result = mc_dropout_predict(params, x.copy(), p, rng=rng, samples=samples, scaling=scaling)
     mean, var = unpack_pair(result, what=call, names=("mean", "var"))
     shape = (len(x), params.weights[-1].shape[1])
-    as_array(var, what=f"the variance from {call}", shape=shape)
-    return as_array(mean, what=f"the mean from {call}", shape=shape), call
+    var = as_array(var, what=f"the variance from {call}", shape=shape)
+    return as_array(mean, what=f"the mean from {call}", shape=shape), var, call
 
 
-def _own_moments_means(
+Moments = tuple[np.ndarray, np.ndarray]
+"""(mean, var) of the passes, each (C, N, K): one row per count C of passes that keep the unit."""
+
+
+def _two_valued_moments(
+    dropped: np.ndarray, kept: np.ndarray, counts: np.ndarray, passes: int
+) -> Moments:
+    """Mean and variance (divided by T) over ``passes`` passes of which ``counts[c]`` keep the one
+    unit: each pass's probabilities (N, K) are either ``kept`` or ``dropped``."""
+    fraction = (np.asarray(counts, dtype=np.float64) / passes)[:, None, None]
+    gap = kept - dropped
+    return dropped + gap * fraction, gap**2 * fraction * (1.0 - fraction)
+
+
+def _own_moments(
     mc_dropout_moments: BoundFunction,
     params: TinyMLP,
     x: np.ndarray,
     p: float,
     samples: int,
-    counts: tuple[int, ...],
+    counts: np.ndarray,
     scaling: str,
-) -> list[np.ndarray] | None:
-    """The student's own ``mc_dropout_moments`` mean when the one unit is kept in ``count`` of
-    the passes, per count; None if the student's function fails."""
-    means = []
+) -> Moments | None:
+    """The student's own ``mc_dropout_moments`` when the one unit is kept in ``counts[c]`` of the
+    ``samples`` passes, every count in one call (the batch repeated once per count, masks of shape
+    (T, C N, 1)); None if the student's function fails."""
+    batch = np.tile(x, (len(counts), 1))
+    masks = np.arange(samples)[:, None] < np.repeat(counts, len(x))[None, :]
+    shape = (len(batch), params.weights[-1].shape[1])
     try:
-        for count in counts:
-            masks = np.zeros((samples, len(x), 1), dtype=bool)
-            masks[:count] = True
-            with _params_named(params):
-                result = mc_dropout_moments(params, x.copy(), p, masks, scaling=scaling)
-            mean, _ = unpack_pair(result, what="mc_dropout_moments", names=("mean", "var"))
-            means.append(as_array(mean, what="mc_dropout_moments", shape=x.shape))
+        with _params_named(params):
+            result = mc_dropout_moments(params, batch, p, masks[:, :, None], scaling=scaling)
+        mean, var = unpack_pair(result, what="mc_dropout_moments", names=("mean", "var"))
+        mean = as_array(mean, what="mc_dropout_moments", shape=shape)
+        var = as_array(var, what="mc_dropout_moments", shape=shape)
     except CheckFailure:
         return None
-    return means
+    return mean.reshape(len(counts), len(x), -1), var.reshape(len(counts), len(x), -1)
 
 
 def _within(mean: np.ndarray, ends: list[np.ndarray], slack: float = 1e-6) -> bool:
     """Every entry of ``mean`` lies between the two arrays ``ends`` (in either order)."""
     low, high = np.minimum(*ends), np.maximum(*ends)
     return bool(np.all((mean >= low - slack) & (mean <= high + slack)))
+
+
+def _equal_rows(value: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Bool (C, N): example n's row of ``value`` (N, K) equals row (c, n) of ``table`` (C, N, K)."""
+    return np.all(close(value[None], table), axis=-1)
+
+
+def _count_hint(
+    mean: np.ndarray, others: dict[str, Moments | None], samples: int, scaling: str
+) -> str:
+    """Why the mean of the passes is not that of ``samples`` passes, as a hint ("" if unknown):
+    ``others`` holds the moments under the other scaling and those of ``samples - 1`` passes."""
+    hints = {
+        "scaling": "the kept unit is scaled as the other scaling scales it: pass `scaling` on "
+        f"(to mc_dropout_moments or mlp_probs; this call has scaling={scaling!r})",
+        "short": f"that is the average of {samples - 1} passes: run exactly samples = {samples}",
+    }
+    for name, hint in hints.items():
+        moments = others[name]
+        if moments is not None and _equal_rows(mean, moments[0]).any(axis=0).all():
+            return f": {hint}"
+    return ""
+
+
+def _variance_hint(var: np.ndarray, expected: np.ndarray, samples: int) -> str:
+    """The mistake a wrong variance of the passes matches, as a hint ("" if none)."""
+    mistakes = {
+        "that is the standard deviation: return its square, the variance (as "
+        "mc_dropout_moments does)": np.sqrt(expected),
+        "that divides by samples - 1; divide by samples (np.var's default, ddof=0)": expected
+        * samples
+        / (samples - 1),
+    }
+    return next((f": {h}" for h, value in mistakes.items() if np.all(close(var, value))), "")
+
+
+def _is_entry(mean: np.ndarray, var: np.ndarray, tables: list[Moments]) -> bool:
+    """For every example n, (mean[n], var[n]) is row (c, n) of one of ``tables``, for some c."""
+    found = [_equal_rows(mean, means) & _equal_rows(var, variances) for means, variances in tables]
+    return bool(np.any(found, axis=(0, 1)).all())
+
+
+def _require_moments_of_passes(
+    mean: np.ndarray,
+    var: np.ndarray,
+    tables: list[Moments],
+    others: dict[str, Moments | None],
+    *,
+    samples: int,
+    scaling: str,
+    call: str,
+) -> None:
+    """(mean, var) are, for every example, those of ``samples`` passes that keep the one unit a
+    whole number of times: an entry of one of ``tables`` (the right moments, the student's own)."""
+    if _is_entry(mean, var, tables):
+        return
+    means = [_equal_rows(mean, table_mean) for table_mean, _ in tables]
+    if not np.any(means, axis=(0, 1)).all():
+        raise CheckFailure(
+            f"{call}: on a network with one dropped unit every pass keeps or drops the unit, so "
+            f"the mean of {samples} passes is dropped + (kept - dropped) K / {samples} for a "
+            f"whole number K of passes that keep it; this mean is not"
+            f"{_count_hint(mean, others, samples, scaling)}"
+        )
+    expected = np.empty_like(var)  # per example, the variance where its mean first matches
+    for n in range(len(mean)):
+        table = next(i for i, match in enumerate(means) if match[:, n].any())
+        expected[n] = tables[table][1][means[table][:, n].argmax(), n]
+    error = float(np.max(np.abs(var - expected)))
+    raise CheckFailure(
+        f"{call}: the mean is that of {samples} passes, but the variance of their probabilities "
+        f"is off by up to {error:.3g}{_variance_hint(var, expected, samples)}"
+    )
 
 
 @ASSIGNMENT.register("mc_dropout_predict", "mc_dropout_moments")
@@ -687,10 +778,10 @@ def mc_predict_sampling(
     scaling="inverted",
     seed=40,
 ) -> None:
-    """mc_dropout_predict draws a fresh mask from rng for every pass (keep rate 1 - p)."""
+    """mc_dropout_predict: mean and variance of `samples` passes, fresh masks drawn from rng."""
     params = one_unit_network()
     x = np.random.default_rng(seed).uniform(0.5, 1.5, (n_examples, 2))
-    mean, call = _call_predict(
+    mean, var, call = _call_predict(
         mc_dropout_predict, params, x, p, np.random.default_rng(seed + 1), samples, scaling
     )
     # K_n, the passes that keep example n's unit, is Binomial(samples, 1 - p) (one draw for all
@@ -700,16 +791,19 @@ def mc_predict_sampling(
     tolerance = binomial_tolerance(samples, keep, FALSE_FAIL / (2 * n_examples))
     fewest = max(0, math.ceil(samples * keep - tolerance))
     most = min(samples, math.floor(samples * keep + tolerance))
-    dropped, kept = (
-        softmax(_member_logits(params, x, p, np.full((1, 1), unit), scaling)[0]) for unit in (0, 1)
+    counts = np.arange(fewest, most + 1)
+    dropped, kept, kept_other = (
+        softmax(_member_logits(params, x, p, np.full((1, 1), unit), how)[0])
+        for unit, how in ((0, scaling), (1, scaling), (1, _other_scaling(scaling)))
     )
+    right = _two_valued_moments(dropped, kept, counts, samples)
+    tables = [right]
+    if not _is_entry(mean, var, tables):  # judged against the student's own moments as well
+        own = _own_moments(mc_dropout_moments, params, x, p, samples, counts, scaling)
+        tables += [] if own is None else [own]
     # The mean of the passes is dropped + (kept - dropped) K / T: in range if and only if K is;
     # or, if the student's moments are wrong, what they give for K = fewest and K = most.
-    in_range = _within(mean, [dropped + (kept - dropped) * k / samples for k in (fewest, most)])
-    if not in_range:
-        own = _own_moments_means(mc_dropout_moments, params, x, p, samples, (fewest, most), scaling)
-        in_range = own is not None and _within(mean, own)
-    if not in_range:
+    if not any(_within(mean, [table_mean[0], table_mean[-1]]) for table_mean, _ in tables):
         fraction = np.round((mean[:, 0] - dropped[:, 0]) / (kept[:, 0] - dropped[:, 0]), 4) + 0.0
         hint = ""
         if samples > 1 and np.all(np.isin(fraction, (0.0, 1.0))):
@@ -726,13 +820,24 @@ def mc_predict_sampling(
             f"{n_examples} examples), but it must be {keep:.4f} +- {tolerance / samples:.4f} (a "
             f"correct solution misses by that much with probability < {FALSE_FAIL:.0e}){hint}"
         )
+    # With K_n in range, a correct solution's mean and variance ARE the right entries for K_n (or
+    # its own moments' entries), up to rounding: exact, no further false fails. Neighbouring
+    # counts, samples - 1 passes and the other scaling move the mean by more than 1e-4, far
+    # beyond float32 rounding.
+    others = {
+        "scaling": _two_valued_moments(dropped, kept_other, counts, samples),
+        "short": _two_valued_moments(dropped, kept, counts, samples - 1) if samples > 1 else None,
+    }
+    _require_moments_of_passes(
+        mean, var, tables, others, samples=samples, scaling=scaling, call=call
+    )
     # 30 dropped inputs at p = 0.5 and generic weights: two calls of 2 passes agree only if they
     # drew the same pair of masks, probability <= 2 (sum_m P(m)^2)^2 = 2 (2**-30)^2 < 1e-17.
     wide, inputs = _case((30, 3), 0, 2, "float64", seed + 2)
-    first, _ = _call_predict(
+    first, _, _ = _call_predict(
         mc_dropout_predict, wide, inputs, 0.5, np.random.default_rng(seed + 3), 2, scaling
     )
-    again, _ = _call_predict(
+    again, _, _ = _call_predict(
         mc_dropout_predict, wide, inputs, 0.5, np.random.default_rng(seed + 3), 2, scaling
     )
     require(
@@ -741,8 +846,8 @@ def mc_predict_sampling(
         "every mask from the rng argument (not np.random.* or a generator of your own)",
     )
     rng = np.random.default_rng(seed + 4)
-    first, _ = _call_predict(mc_dropout_predict, wide, inputs, 0.5, rng, 2, scaling)
-    second, _ = _call_predict(mc_dropout_predict, wide, inputs, 0.5, rng, 2, scaling)
+    first, _, _ = _call_predict(mc_dropout_predict, wide, inputs, 0.5, rng, 2, scaling)
+    second, _, _ = _call_predict(mc_dropout_predict, wide, inputs, 0.5, rng, 2, scaling)
     require(
         not np.array_equal(first, second),
         "two calls of mc_dropout_predict with one rng gave the same prediction: draw new masks "

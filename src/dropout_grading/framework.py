@@ -1,10 +1,10 @@
-"""Checks as plain functions, one registry per assignment, and how student functions are called.
+"""One registry of checks per assignment, declared as a table, and how student functions are called.
 
-A *check* is a function ``check(keep_mask, *, shape=(200, 50), p=0.3) -> None`` that takes the
-student's functions (as callables) and parameters, and raises ``CheckFailure`` (an
-``AssertionError``) whose message names the property that failed and gives a hint. An
-``Assignment`` keeps a registry from check name to check; a test cell of the notebook, whose
-nbgrader ``grade_id`` is the check's name, runs it with::
+A *check* takes the student's functions (as callables) and parameters, and raises
+``CheckFailure`` (an ``AssertionError``) whose message names the property that failed and gives a
+hint. An assignment declares its checks as a table of ``Row``s (a property from
+:mod:`dropout_grading.properties` with its visible defaults and the sentence printed on a pass);
+a test cell of the notebook, whose nbgrader ``grade_id`` is the row's key, runs it with::
 
     ch2.check("forward_inverted_train", dropout_forward=dropout_forward)
 
@@ -23,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib
+import importlib.util
 import io
 import types
 import warnings
@@ -177,11 +179,27 @@ class Check:
     name: str
     function: Callable[..., None]
     student_functions: tuple[str, ...]
+    summary: str
+    """The property it verifies, printed when the check passes."""
 
-    @property
-    def summary(self) -> str:
-        """First line of the check's docstring: the property it verifies."""
-        return (self.function.__doc__ or self.name).strip().splitlines()[0]
+
+@dataclass(frozen=True)
+class Row:
+    """One row of an assignment's table of checks (see ``Assignment.declare``).
+
+    ``check(functions, **parameters)`` gets the student's ``functions`` by notebook name and the
+    parameters: the row's ``defaults`` (the visible test), updated with the test cell's keywords
+    (a hidden test).
+    """
+
+    summary: str
+    check: Callable[..., None]
+    functions: tuple[str, ...]
+    defaults: Mapping[str, Any]
+
+    def __call__(self, **arguments: Any) -> None:
+        functions = {name: arguments.pop(name) for name in self.functions}
+        self.check(functions, **{**self.defaults, **arguments})
 
 
 class Assignment:
@@ -213,21 +231,43 @@ class Assignment:
         self.forbidden: Forbidden | None = None
         self.checks: dict[str, Check] = {}
 
+    def _add(self, check: Check) -> None:
+        if check.name in self.checks:
+            raise ValueError(f"check {check.name!r} is registered twice")
+        self.checks[check.name] = check
+
+    def declare(self, table: Mapping[str, Row]) -> None:
+        """Register each row of ``table`` under its key, the ``grade_id`` of its test cell."""
+        for name, row in table.items():
+            self._add(Check(name, row, row.functions, row.summary))
+
     def register(
         self, *student_functions: str
     ) -> Callable[[Callable[..., None]], Callable[..., None]]:
-        """Decorator: register a check under its function name; it takes ``student_functions``."""
+        """Decorator: register a hand-written check under its function name (its docstring's
+        first line is the summary); it takes ``student_functions`` by keyword."""
 
         def decorate(function: Callable[..., None]) -> Callable[..., None]:
-            if function.__name__ in self.checks:
-                raise ValueError(f"check {function.__name__!r} is registered twice")
-            self.checks[function.__name__] = Check(function.__name__, function, student_functions)
+            summary = (function.__doc__ or function.__name__).strip().splitlines()[0]
+            self._add(Check(function.__name__, function, student_functions, summary))
             return function
 
         return decorate
 
     def seal(self) -> None:
-        """Capture the handles on the reference code (the module's import runs this)."""
+        """Capture the handles on the reference code (the module's import runs this).
+
+        The course's numpy modules among ``forbidden_modules`` are imported first, those that
+        exist, so their functions are captured object by object (the torch twins are forbidden by
+        name: importing torch would cost every notebook seconds).
+        """
+        for name in self.forbidden_modules:
+            if (
+                name.startswith("dropout_course.")
+                and not name.startswith("dropout_course.torch")
+                and importlib.util.find_spec(name) is not None
+            ):
+                importlib.import_module(name)
         forbidden = Forbidden.capture(self.forbidden_modules)
         for module, parts in self.partly_open.items():
             forbidden = forbidden.open_except(module, parts)

@@ -1,4 +1,4 @@
-"""Reading assignment notebooks without running them: test-cell calls, cells to run, red flags.
+"""Reading assignment notebooks: test-cell calls, cells to run, red flags, and an IPython shell.
 
 Test cells of the course's assignments contain only calls ``<module>.check("<check>", ...)``:
 keyword arguments that are plain names are the student's functions (looked up in the notebook),
@@ -9,9 +9,12 @@ included) into those calls, which is how the audit reruns exactly what the cell 
 from __future__ import annotations
 
 import ast
+import builtins
+import contextlib
 import re
+import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,7 +115,8 @@ def audit_plan(
     return plan
 
 
-_IPYTHON_SYNTAX = re.compile(r"^\s*[%!]|\?\s*$", re.MULTILINE)
+_IPYTHON_SYNTAX = re.compile(r"^\s*[%!]|^[^#\n]*=\s*[%!]|\?\s*$", re.MULTILINE)
+"""Lines IPython transforms: magics, ``!`` commands (also ``files = !ls``), ``name?`` help."""
 
 
 _PARSE_LOCK = threading.Lock()
@@ -128,6 +132,43 @@ def python_source(source: str) -> str:
 
     with _PARSE_LOCK:
         return TransformerManager().transform_cell(source)
+
+
+def uses_ipython(source: str) -> bool:
+    """True if a cell needs an IPython shell: magics, ``!`` commands, ``get_ipython()``,
+    ``import IPython`` (a mention in a comment counts too: that only costs starting one)."""
+    return bool(_IPYTHON_SYNTAX.search(source)) or "ipython" in source.lower()
+
+
+@contextlib.contextmanager
+def ipython_shell(namespace: dict[str, Any]) -> Iterator[Any]:
+    """A real IPython shell whose user namespace is ``namespace``, while the ``with`` lasts.
+
+    ``get_ipython()`` (and ``IPython.get_ipython()``) return it, so magics, ``!`` commands and
+    ``%%time`` cells run in ``namespace`` as in the notebook's kernel. It keeps no history file and
+    starts no GUI event loop (``%matplotlib inline`` needs none); the process's ``__main__`` and
+    builtins are left as they were.
+    """
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    class NotebookShell(InteractiveShell):
+        def enable_gui(self, gui: str | None = None) -> None:
+            """Nothing to start: no front end, no GUI event loop."""
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    main, builtin_names = sys.modules.get("__main__"), set(vars(builtins))
+    InteractiveShell.clear_instance()
+    shell = NotebookShell.instance(user_ns=namespace, config=config)
+    if main is not None:
+        sys.modules["__main__"] = main  # the shell made the namespace's module __main__
+    try:
+        yield shell
+    finally:
+        InteractiveShell.clear_instance()
+        for name in set(vars(builtins)) - builtin_names:  # __IPYTHON__, display
+            delattr(builtins, name)
 
 
 def parse(source: str) -> ast.Module:

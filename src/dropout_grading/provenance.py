@@ -27,8 +27,13 @@ and scans the answer cells' source for monkeypatching.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib.machinery
+import inspect
+import opcode
 import re
+import signal
 import sys
 import threading
 import types
@@ -255,6 +260,25 @@ def reference_uses(function: Callable[..., Any], forbidden: Forbidden) -> str | 
     return None
 
 
+_SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+_YIELD_VALUE = opcode.opmap["YIELD_VALUE"]
+
+
+def _resumed(frame: types.FrameType) -> bool:
+    """True for a generator (or coroutine) frame resuming at a ``yield``.
+
+    Creating a generator is the call that starts its code, and the guard sees it; a resumption
+    (``next``, or ``close`` when the garbage collector finalises a generator that a failed check
+    left suspended) is not a new use of the reference, and may run in the middle of anyone's call.
+    """
+    code = frame.f_code
+    lasti = frame.f_lasti
+    return bool(code.co_flags & _SUSPENDABLE) and lasti >= 0 and code.co_code[lasti] == _YIELD_VALUE
+
+
+_MODULE_GLOBALS = globals()
+
+
 @dataclass
 class GuardReport:
     """What the dynamic guard saw during one call."""
@@ -283,7 +307,9 @@ def call_guarded(
             return
         if event == "call":
             code = frame.f_code
-            if code in allowed:
+            # this module's own frames: the audit worker's tripwires and import hook run inside
+            # a student's call (and call the functions they stand for in frames of their own)
+            if code in allowed or _resumed(frame) or frame.f_globals is _MODULE_GLOBALS:
                 return
             name = forbidden.codes.get(code)
             module = frame.f_globals.get("__name__", "")
@@ -304,3 +330,156 @@ def call_guarded(
         sys.setprofile(None)
         threading.setprofile(None)
     return result, report
+
+
+@dataclass
+class TripReport:
+    """The first reference function a stand-in saw called while armed, if any."""
+
+    reference: str | None = None
+
+
+class ReferenceBlocked(RuntimeError):
+    """What a tripwire raises: reference code was called while a student's function was graded."""
+
+
+class Tripwires:
+    """Stand-ins for the reference functions, which fail loudly while a student's function runs.
+
+    The third detector, for the audit's worker process: it does not rely on the profile hook,
+    which sees only the threads that start during the call, so it also sees a thread the
+    notebook started beforehand and code that switched the hook off. ``install`` replaces, in
+    every module of the course's ``packages`` (but the ``spared`` ones: the grading machinery that
+    runs around a student's call), each function ``forbidden`` names by a stand-in, and gives the
+    modules imported later theirs as they are imported. Outside ``armed`` a stand-in runs the
+    original, so the notebook's own cells may use the library; inside, from whatever thread, it
+    records the use in the ``TripReport`` and raises ``ReferenceBlocked`` (interrupting the main
+    thread too, which may be waiting for the other one), unless the rules of the student's
+    function being called allow that function.
+
+    Limits: a stand-in replaces a name, not the function object, so code that digs the original
+    out of the stand-in, of the checks' own tables or of the garbage collector and runs it on a
+    thread of its own stays unseen, as does a reference call entered before the student's
+    function was called.
+    """
+
+    def __init__(self, forbidden: Forbidden, packages: tuple[str, ...], spared: Iterable[str]):
+        self.forbidden, self.packages, self.spared = forbidden, packages, frozenset(spared)
+        self.originals: dict[int, Callable[..., Any]] = {}  # id(stand-in) -> original
+        self.stand_ins: dict[int, Callable[..., Any]] = {}  # id(original) -> stand-in
+        self.rules: Forbidden | None = None
+        self.report = TripReport()
+        self.main_thread = threading.get_ident()
+
+    def install(self) -> None:
+        """Put stand-ins in every loaded module of the packages, and in those imported later."""
+        for module in list(sys.modules.values()):
+            self.patch(module)
+        sys.meta_path.insert(0, _PatchOnImport(self))
+
+    def covers(self, module_name: str) -> bool:
+        return _matches(module_name, self.packages) and module_name not in self.spared
+
+    def patch(self, module: types.ModuleType) -> None:
+        """Replace the forbidden functions among ``module``'s names by their stand-ins."""
+        name = getattr(module, "__name__", None)
+        if not isinstance(name, str) or not self.covers(name):
+            return
+        for attribute, value in list(vars(module).items()):
+            stand_in = self.stand_in(value)
+            if stand_in is not None:
+                setattr(module, attribute, stand_in)
+
+    def stand_in(self, value: Any) -> Callable[..., Any] | None:
+        """The stand-in for ``value`` if it is a forbidden function (made once), else None."""
+        if not isinstance(value, types.FunctionType) or id(value) in self.originals:
+            return None
+        if id(value) in self.stand_ins:
+            return self.stand_ins[id(value)]
+        name = self.forbidden.name_of(value)
+        if name is None or value.__module__ in self.spared:
+            return None
+        tripwires = self
+
+        def stand_in(*args: Any, **kwargs: Any) -> Any:
+            rules = tripwires.rules
+            if rules is not None and rules.name_of(value) is not None:
+                tripwires.trip(name)
+            return value(*args, **kwargs)
+
+        for attribute in ("__name__", "__qualname__", "__module__", "__doc__"):
+            setattr(stand_in, attribute, getattr(value, attribute))
+        self.originals[id(stand_in)], self.stand_ins[id(value)] = value, stand_in
+        # the static scan names a stand-in as it names its original (a partly open module is no
+        # forbidden prefix: only its closed functions are forbidden, by identity)
+        self.forbidden.objects[id(stand_in)] = (name, stand_in)
+        return stand_in
+
+    def trip(self, name: str) -> None:
+        """Record a use of ``name`` during a student's call and fail it."""
+        first = self.report.reference is None
+        if first:
+            self.report.reference = name
+        if first and threading.get_ident() != self.main_thread:
+            # the main thread may be blocked waiting for this one: a real signal wakes it
+            signal.pthread_kill(self.main_thread, signal.SIGINT)
+        raise ReferenceBlocked(f"{name} is the course's reference implementation: write your own")
+
+    @contextlib.contextmanager
+    def armed(self, rules: Forbidden) -> Iterator[TripReport]:
+        """While the ``with`` lasts, stand-ins of functions ``rules`` names trip."""
+        self.report, self.rules = TripReport(), rules
+        try:
+            yield self.report
+        finally:
+            self.rules = None
+
+    def unwrap(self, value: Any) -> Any:
+        """``value`` with a stand-in (or a partial of one) replaced by the original function.
+
+        For the trusted helpers a check passes to a student's function: they arrive, unpickled by
+        name, as their stand-ins, and run as the originals (the dynamic guard lets their code
+        run).
+        """
+        if isinstance(value, functools.partial):
+            return functools.partial(self.unwrap(value.func), *value.args, **value.keywords)
+        return self.originals.get(id(value), value) if callable(value) else value
+
+
+class _PatchOnImport:
+    """Meta path finder: the course's modules imported after ``Tripwires.install`` get stand-ins
+    as soon as they have run (the other finders find them; their loaders are wrapped)."""
+
+    def __init__(self, tripwires: Tripwires):
+        self.tripwires = tripwires
+
+    def find_spec(
+        self, name: str, path: Any, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if not self.tripwires.covers(name):
+            return None
+        for finder in sys.meta_path:
+            find_spec = getattr(finder, "find_spec", None)
+            spec = None if finder is self or find_spec is None else find_spec(name, path, target)
+            if spec is not None:
+                if hasattr(spec.loader, "exec_module"):
+                    spec.loader = _PatchingLoader(spec.loader, self.tripwires.patch)
+                return spec
+        return None
+
+
+class _PatchingLoader:
+    """A module loader that patches the module once it has run (anything else: the wrapped one)."""
+
+    def __init__(self, loader: Any, patch: Callable[[types.ModuleType], None]):
+        self.loader, self.patch = loader, patch
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        self.loader.exec_module(module)
+        self.patch(module)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)

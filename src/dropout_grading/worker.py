@@ -14,6 +14,11 @@ handles before any student code runs), then serves requests until its pipe close
 Replies are ``("ok", ...)``, ``("error", text)`` for a failed cell, or ``("fail", failure class,
 message)``. SIGINT interrupts the request being served (the audit's timeout), like a kernel
 interrupt; between requests it is ignored.
+
+Before any cell runs, the reference functions in the course's modules are replaced by tripwires
+(``provenance.Tripwires``): during a call they fail, and fail the call, when the student's function
+reaches one it may not use, from any thread. Cells run as in the kernel: one that uses IPython
+(magics, ``get_ipython()``) gets a real IPython shell on the notebook's namespace.
 """
 
 from __future__ import annotations
@@ -29,16 +34,17 @@ import sys
 import traceback
 from typing import Any
 
-from .framework import CheckFailure
-from .notebook import python_source
+from . import framework, notebook, provenance, sandbox
+from .framework import CheckFailure, ReferenceUsed
+from .notebook import ipython_shell, python_source, uses_ipython
+from .provenance import Tripwires
 from .sandbox import Handle, from_wire, mutable_states, read_frame, to_wire, write_message
 
-
-class _NoShell:
-    """Stands in for ``get_ipython()``: magics and shell commands do nothing in the worker."""
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: None
+COURSE_PACKAGES = ("dropout_course", "dropout_grading")
+"""Packages whose modules get tripwires in place of the reference functions they hold."""
+MACHINERY = (__package__, framework.__name__, notebook.__name__, provenance.__name__)
+MACHINERY += (sandbox.__name__, f"{__package__}.worker")
+"""Modules left alone: the grading machinery that runs around a student's call."""
 
 
 class Server:
@@ -46,14 +52,24 @@ class Server:
 
     def __init__(self, checks_module: str):
         self.assignment = importlib.import_module(checks_module).ASSIGNMENT
+        self.tripwires = Tripwires(self.assignment.forbidden, COURSE_PACKAGES, MACHINERY)
+        self.tripwires.install()
         self.namespace: dict[str, Any] = {
             "__name__": "__main__",
             "__builtins__": builtins,
-            "get_ipython": _NoShell,
+            "get_ipython": self.ipython,
             "display": lambda *args, **kwargs: None,
         }
+        self.shell: Any = None
+        self.shell_context = contextlib.ExitStack()  # open as long as the worker runs
         self.store: dict[int, Any] = {}
         self.busy = False
+
+    def ipython(self) -> Any:
+        """The notebook's IPython shell, started on first use."""
+        if self.shell is None:
+            self.shell = self.shell_context.enter_context(ipython_shell(self.namespace))
+        return self.shell
 
     def interrupt(self, signum: int, frame: Any) -> None:
         """SIGINT handler: interrupt a request being served, ignore it otherwise."""
@@ -63,6 +79,8 @@ class Server:
     def run_cell(self, source: str) -> tuple[Any, ...]:
         output = io.StringIO()
         try:
+            if uses_ipython(source):  # before the cell runs: it may import IPython's get_ipython
+                self.ipython()
             with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
                 code = compile(python_source(source), "<cell>", "exec")
                 exec(code, self.namespace)
@@ -79,9 +97,21 @@ class Server:
     def call(
         self, function: Handle, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[Any, ...]:
-        args = from_wire(args, self.store)
-        kwargs = {name: from_wire(value, self.store) for name, value in kwargs.items()}
-        result = from_wire(function, self.store)(*args, **kwargs)
+        function = from_wire(function, self.store)
+        args = tuple(self.tripwires.unwrap(from_wire(value, self.store)) for value in args)
+        kwargs = {k: self.tripwires.unwrap(from_wire(v, self.store)) for k, v in kwargs.items()}
+        with self.tripwires.armed(self.assignment.forbidden_for(function.name)) as trips:
+            try:
+                result = function(*args, **kwargs)
+            except BaseException:  # whatever the tripwire's exception became in the student's code
+                if trips.reference is None:
+                    raise
+        if trips.reference is not None:
+            raise ReferenceUsed(
+                f"{function.name} ran the course's reference implementation ({trips.reference}) "
+                "while it was graded; this part earns no marks until you write it yourself with "
+                "numpy"
+            )
         # Every mutable argument's final state goes back, changed or not: the audit compares it
         # with its own copy, so no comparison runs here, where the student's code could have
         # replaced numpy's functions.

@@ -11,6 +11,7 @@ end-to-end autograde (``submission``: the released notebook with the answers fil
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import inspect
 import json
@@ -19,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from dropout_grading.notebook import ipython_shell, python_source, uses_ipython
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,6 +37,8 @@ class Variant:
         helpers: functions and classes the implementations use (same names in the notebook);
             they go into the cell of the first replaced function.
         append: notebook function name -> code appended to the cell that defines it.
+        prepend: notebook function name -> code put first in the cell that defines it (a cell
+            magic such as ``%%time``, IPython set-up).
         hint: text that one of the failure messages must contain (what the student reads).
         base: start from the instructor's "solution" or from the "release" (unanswered stubs).
     """
@@ -43,6 +48,7 @@ class Variant:
     loses: frozenset[str] = frozenset()
     helpers: tuple[Any, ...] = ()
     append: Mapping[str, str] = field(default_factory=dict)
+    prepend: Mapping[str, str] = field(default_factory=dict)
     hint: str = ""
     base: str = "solution"
 
@@ -124,6 +130,8 @@ def answers(assignment: str, variant: Variant) -> dict[str, str]:
         for name in defined:
             if name in variant.append:
                 text += "\n" + variant.append[name]
+            if name in variant.prepend:
+                text = variant.prepend[name] + "\n" + text
         result[grade_id] = text
     return result
 
@@ -140,12 +148,19 @@ def submission(assignment: str, variant: Variant) -> dict[str, Any]:
 
 
 def namespace(assignment: str, variant: Variant) -> dict[str, Any]:
-    """The notebook's namespace after its read-only and answer code cells ran (not test cells)."""
+    """The notebook's namespace after its read-only and answer code cells ran (not test cells).
+
+    Cells that use IPython run with a real IPython shell on the namespace, as in the kernel.
+    """
     filled = answers(assignment, variant)
     scope: dict[str, Any] = {"__name__": "__main__"}
-    for cell in _cells(notebook_path("solutions", assignment)):
-        meta = _nbgrader(cell)
-        if cell["cell_type"] != "code" or meta.get("grade") or not meta:
-            continue
-        exec(compile(filled.get(meta["grade_id"], _source(cell)), meta["grade_id"], "exec"), scope)
+    with contextlib.ExitStack() as shell:
+        for cell in _cells(notebook_path("solutions", assignment)):
+            meta = _nbgrader(cell)
+            if cell["cell_type"] != "code" or meta.get("grade") or not meta:
+                continue
+            source = filled.get(meta["grade_id"], _source(cell))
+            if uses_ipython(source) and "get_ipython" not in scope:
+                shell.enter_context(ipython_shell(scope))
+            exec(compile(python_source(source), meta["grade_id"], "exec"), scope)
     return scope

@@ -182,6 +182,10 @@ def sparsity_exact_zeros(hidden, threshold=0.0):
     return float(np.mean(hidden == 0))  # ignores the threshold
 
 
+def sparsity_epsilon_default(hidden, threshold=1e-8):
+    return float(np.mean(hidden <= threshold))  # "zero up to rounding": 1e-12 counts as zero
+
+
 def ablation_same_units(head, hidden, y, k, *, rng, trials):
     removed = rng.choice(hidden.shape[1], size=k, replace=False)  # one draw, reused
     total = 0.0
@@ -247,6 +251,30 @@ def correlation_via_library(hidden):
 
     return library_correlation(hidden)
 
+
+def sparsity_from_thread(hidden, threshold=0.0):
+    requests.put((hidden, threshold))  # noqa: F821  (the queues of REFERENCE_SERVER)
+    return answers.get()  # noqa: F821
+
+
+# A thread started by the answer cell, before any check runs: the kernel's profile hook never sees
+# it, so the reference it runs goes unnoticed there.
+REFERENCE_SERVER = """
+import queue
+import threading
+
+requests, answers = queue.Queue(), queue.Queue()
+
+
+def serve():
+    from dropout_course import coadaptation
+
+    while True:
+        answers.put(coadaptation.activation_sparsity(*requests.get()))
+
+
+threading.Thread(target=serve, daemon=True).start()
+"""
 
 CORRELATION_CELLS = frozenset({"correlation_values", "correlation_dead_units"})
 MEAN_ABS_CELLS = frozenset({"mean_abs_values", "mean_abs_dead_units"})
@@ -333,6 +361,12 @@ VARIANTS = [
         hint="exact zeros only",
     ),
     Variant(
+        "wrong_sparsity_epsilon_default_threshold",
+        {"activation_sparsity": sparsity_epsilon_default},
+        frozenset({"sparsity_threshold"}),
+        hint="tiny positive activations",
+    ),
+    Variant(
         "wrong_ablation_same_units_every_trial",
         {"ablation_accuracy": ablation_same_units},
         frozenset({"ablation_fresh_draws"}),
@@ -373,5 +407,17 @@ VARIANTS = [
         {"unit_correlation": correlation_via_library},
         CORRELATION_CELLS | MEAN_ABS_CELLS,
         hint="reference implementation",
+    ),
+]
+
+# Submissions that fool the in-kernel checks: autograde gives full marks, the audit (which runs the
+# student's code in a worker process where the reference functions are tripwires) takes away the
+# cells in ``loses``.
+CHEATS = [
+    Variant(
+        "cheat_reference_in_thread",
+        {"activation_sparsity": sparsity_from_thread},
+        frozenset({"sparsity_threshold"}),
+        append={"activation_sparsity": REFERENCE_SERVER},
     ),
 ]

@@ -156,6 +156,32 @@ def forward_drops_at_eval(x, p, *, train, rng=None, mask=None, scaling="inverted
     return x * mask * factor, (mask, factor)
 
 
+def forward_mask_at_eval(x, p, *, train, rng=None, mask=None, scaling="inverted"):
+    if not train:
+        factor = 1.0 - p if scaling == "classic" else 1.0
+        keep = np.ones(x.shape) if mask is None else mask  # a given mask applied at evaluation
+        return x * keep * factor, (keep, factor)
+    if mask is None:
+        mask = rng.random(x.shape) >= p
+    factor = 1.0 if scaling == "classic" else 1.0 / (1.0 - p)
+    return x * mask * factor, (mask, factor)
+
+
+def forward_keeps_output(x, p, *, train, rng=None, mask=None, scaling="inverted"):
+    """Stores its output and input, for a backward pass that divides one by the other."""
+    if not train:
+        out = x * (1.0 - p if scaling == "classic" else 1.0)
+    else:
+        kept = rng.random(x.shape) >= p if mask is None else mask
+        out = x * kept * (1.0 if scaling == "classic" else 1.0 / (1.0 - p))
+    return out, (out, x)
+
+
+def backward_divides_by_x(dout, cache):
+    out, x = cache
+    return dout * out / x  # d out / d x = out / x, but 0 / 0 where x == 0 (an inactive ReLU unit)
+
+
 def forward_batch_shared_mask(x, p, *, train, rng=None, mask=None, scaling="inverted"):
     if not train:
         factor = 1.0 - p if scaling == "classic" else 1.0
@@ -293,6 +319,18 @@ VARIANTS = [
         {"dropout_forward": forward_drops_at_eval},
         frozenset({"forward_inverted_eval"}),
         hint="nothing is dropped at evaluation",
+    ),
+    Variant(
+        "wrong_mask_applied_at_eval",
+        {"dropout_forward": forward_mask_at_eval},
+        frozenset({"forward_inverted_eval"}),
+        hint="ignore a given mask",
+    ),
+    Variant(
+        "wrong_backward_divides_by_x",
+        {"dropout_forward": forward_keeps_output, "dropout_backward": backward_divides_by_x},
+        BACKWARD_CELLS,
+        hint="do not divide by x",
     ),
     Variant(
         "wrong_batch_shared_mask",

@@ -204,6 +204,27 @@ def predict_reseeds(params, x, p, *, rng, samples, scaling="inverted"):
     return mc_dropout_moments(params, x, p, masks, scaling=scaling)  # noqa: F821
 
 
+def moments_std(params, x, p, masks, *, scaling="inverted"):
+    passes = np.stack([mlp_probs(params, x, p, mask=m, scaling=scaling) for m in masks])  # noqa: F821
+    return passes.mean(axis=0), passes.std(axis=0)  # the spread, not the documented variance
+
+
+def predict_one_pass_short(params, x, p, *, rng, samples, scaling="inverted"):
+    masks = rng.random((samples - 1, len(x), params.n_units)) >= p  # off by one
+    return mc_dropout_moments(params, x, p, masks, scaling=scaling)  # noqa: F821
+
+
+def predict_drops_scaling(params, x, p, *, rng, samples, scaling="inverted"):
+    masks = rng.random((samples, len(x), params.n_units)) >= p
+    return mc_dropout_moments(params, x, p, masks)  # noqa: F821  (scaling not passed on)
+
+
+def predict_returns_std(params, x, p, *, rng, samples, scaling="inverted"):
+    masks = rng.random((samples, len(x), params.n_units)) >= p
+    passes = np.stack([mlp_probs(params, x, p, mask=m, scaling=scaling) for m in masks])  # noqa: F821
+    return passes.mean(axis=0), passes.std(axis=0)
+
+
 def mean_via_library(params, x, p, *, scaling="inverted"):
     from dropout_course.ensembles import ensemble_arithmetic_mean as library_mean
 
@@ -308,6 +329,30 @@ VARIANTS = [
         {"mc_dropout_predict": predict_reseeds},
         frozenset({"mc_predict_sampling"}),
         hint="do not reseed",
+    ),
+    Variant(
+        "wrong_mc_moments_std",
+        {"mc_dropout_moments": moments_std},
+        frozenset({"mc_variance"}),
+        hint="standard deviation",
+    ),
+    Variant(
+        "wrong_mc_predict_one_pass_short",
+        {"mc_dropout_predict": predict_one_pass_short},
+        frozenset({"mc_predict_sampling"}),
+        hint="run exactly samples",
+    ),
+    Variant(
+        "wrong_mc_predict_drops_scaling",
+        {"mc_dropout_predict": predict_drops_scaling},
+        frozenset({"mc_predict_sampling"}),
+        hint="pass `scaling` on",
+    ),
+    Variant(
+        "wrong_mc_predict_returns_std",
+        {"mc_dropout_predict": predict_returns_std},
+        frozenset({"mc_predict_sampling"}),
+        hint="standard deviation",
     ),
     Variant(
         "wrong_mean_calls_library",

@@ -174,6 +174,15 @@ def forward_masks_at_eval(x, W, b, p, *, train, rng=None, mask=None):
     return np.einsum("nd,ndm->nm", x, W * mask) * scale + b, (x, W, mask, scale)
 
 
+def forward_mask_at_eval(x, W, b, p, *, train, rng=None, mask=None):
+    if not train and mask is None:
+        return x @ W + b, (x, W, None, 1.0)
+    if mask is None:
+        mask = rng.random((x.shape[0], *W.shape)) >= p
+    scale = 1.0 / (1.0 - p) if train else 1.0  # a given mask applied at evaluation
+    return np.einsum("nd,ndm->nm", x, W * mask) * scale + b, (x, W, mask, scale)
+
+
 def forward_scaled_at_eval(x, W, b, p, *, train, rng=None, mask=None):
     if not train:
         return x @ (W * (1.0 - p)) + b, (x, W, None, 1.0 - p)  # inverted evaluation uses W
@@ -200,6 +209,25 @@ def forward_keeps_rng(x, W, b, p, *, train, rng=None, mask=None):
     scale = 1.0 / (1.0 - p)
     cache = (x, W, mask, scale, p, rng if mask is None else None)
     return np.einsum("nd,ndm->nm", x, W * drawn) * scale + b, cache
+
+
+def forward_keeps_terms(x, W, b, p, *, train, rng=None, mask=None):
+    """Stores each example's terms x[n, d] W[d, m] K[n, d, m] / (1 - p) for its backward pass."""
+    if not train:
+        mask, scale = np.ones((1, *W.shape)), 1.0
+    elif mask is None:
+        mask, scale = rng.random((x.shape[0], *W.shape)) >= p, 1.0 / (1.0 - p)
+    else:
+        scale = 1.0 / (1.0 - p)
+    terms = x[:, :, None] * W * mask * scale
+    return terms.sum(axis=1) + b, (x, mask, scale, terms)
+
+
+def backward_divides_by_x(dout, cache):
+    x, mask, scale, terms = cache
+    dx = np.einsum("nm,ndm->nd", dout, terms) / x  # d term / d x = term / x, 0 / 0 where x == 0
+    dW = np.einsum("nd,nm,ndm->dm", x, dout, mask) * scale
+    return dx, dW, dout.sum(axis=0)
 
 
 def backward_fresh_mask(dout, cache):
@@ -353,6 +381,12 @@ VARIANTS = [
         hint="nothing is dropped at evaluation",
     ),
     Variant(
+        "wrong_mask_applied_at_eval",
+        {"dropconnect_forward": forward_mask_at_eval},
+        frozenset({"forward_eval"}),
+        hint="whatever rng or mask is given",
+    ),
+    Variant(
         "wrong_scaled_at_eval",
         {"dropconnect_forward": forward_scaled_at_eval},
         frozenset({"forward_eval"}),
@@ -363,6 +397,12 @@ VARIANTS = [
         {"dropconnect_forward": forward_keeps_rng, "dropconnect_backward": backward_fresh_mask},
         frozenset({"backward_same_mask"}),
         hint="do not draw new ones",
+    ),
+    Variant(
+        "wrong_dx_divides_by_x",
+        {"dropconnect_forward": forward_keeps_terms, "dropconnect_backward": backward_divides_by_x},
+        frozenset({"backward_dx", "backward_same_mask"}),
+        hint="do not divide by x",
     ),
     Variant(
         "wrong_dW_without_mask",

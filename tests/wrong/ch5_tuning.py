@@ -140,6 +140,11 @@ def best_rate_best_run(table):
     return float(rates[np.argmax([table["val_acc"][table["p"] == r].max() for r in rates])])
 
 
+def best_rate_median(table):
+    rates = np.unique(table["p"])
+    return float(rates[np.argmax([np.median(table["val_acc"][table["p"] == r]) for r in rates])])
+
+
 def best_rate_sum(table):
     rates = np.unique(table["p"])
     return float(rates[np.argmax([table["val_acc"][table["p"] == r].sum() for r in rates])])
@@ -180,6 +185,13 @@ def best_rate_via_helper(table):
     return choose_with_library(table)
 
 
+# The notebook's own use of IPython, in answer cells (not graded): autograde runs it in the kernel,
+# the audit must run it too, and grade only what the functions do.
+IPYTHON_SET_UP = """%matplotlib inline
+from IPython import get_ipython
+
+get_ipython().run_line_magic("config", "InlineBackend.figure_format = 'svg'")"""
+
 MAX_NORM_CELLS = frozenset(
     {
         "max_norm_long_columns",
@@ -210,6 +222,10 @@ VARIANTS = [
     Variant(
         "alternative_minimum_running_mean",
         {"max_norm": max_norm_minimum_factor, "best_rate": best_rate_running_mean},
+    ),
+    Variant(
+        "alternative_uses_ipython",
+        prepend={"max_norm": IPYTHON_SET_UP, "best_rate": "%%time"},
     ),
     Variant(
         "wrong_max_norm_clips_weights",
@@ -290,6 +306,12 @@ VARIANTS = [
         {"best_rate": best_rate_best_run},
         frozenset({"best_rate_mean"}),
         hint="single best run",
+    ),
+    Variant(
+        "wrong_best_rate_median",
+        {"best_rate": best_rate_median},
+        frozenset({"best_rate_mean"}),
+        hint="MEDIAN",
     ),
     Variant(
         "wrong_best_rate_sum",

@@ -155,6 +155,14 @@ def gaussian_forward_noise_at_eval(x, p, *, train, rng=None, noise=None):
     return x * noise, None
 
 
+def gaussian_forward_given_noise_at_eval(x, p, *, train, rng=None, noise=None):
+    if not train:
+        return (x.copy() if noise is None else x * noise), None  # given noise applied at eval
+    if noise is None:
+        noise = gaussian_noise(x.shape, p, rng)  # noqa: F821
+    return x * noise, None
+
+
 def gaussian_forward_ignores_noise(x, p, *, train, rng=None, noise=None):
     if not train:
         return x.copy(), None
@@ -289,7 +297,7 @@ VARIANTS = [
         "wrong_noise_batch_shared",
         {"gaussian_noise": gaussian_noise_batch_shared},
         frozenset({"gaussian_noise_independent", "gaussian_forward_random"}),
-        hint="share their noise",
+        hint="share their draws",
     ),
     Variant(
         "wrong_forward_rescaled",
@@ -301,7 +309,13 @@ VARIANTS = [
         "wrong_forward_noise_at_eval",
         {"gaussian_dropout_forward": gaussian_forward_noise_at_eval},
         frozenset({"gaussian_forward_eval"}),
-        hint="must return x unchanged",
+        hint="must be x unchanged",
+    ),
+    Variant(
+        "wrong_forward_given_noise_at_eval",
+        {"gaussian_dropout_forward": gaussian_forward_given_noise_at_eval},
+        frozenset({"gaussian_forward_eval"}),
+        hint="whatever rng or noise is given",
     ),
     Variant(
         "wrong_forward_ignores_noise",

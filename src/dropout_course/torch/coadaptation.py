@@ -14,27 +14,19 @@ from ..coadaptation import check_ablation, check_hidden, check_logits, check_thr
 from .masks import check_generator
 
 
-def _live_units(hidden: torch.Tensor) -> torch.Tensor:
-    """Bool (H,): True for units whose activation is not the same on every example."""
-    if len(hidden) == 0:
-        return torch.zeros(hidden.shape[1], dtype=torch.bool, device=hidden.device)
-    return hidden.amax(dim=0) != hidden.amin(dim=0)
-
-
 def unit_correlation(hidden: torch.Tensor) -> torch.Tensor:
     """Pearson correlation matrix (H, H), float64, on hidden's device; NaN for dead units."""
     n_units = check_hidden(hidden)[1]
-    live = _live_units(hidden)
     corr = torch.full((n_units, n_units), torch.nan, dtype=torch.float64, device=hidden.device)
+    live = torch.any(hidden != hidden[:1], dim=0)  # some example differs from the first
     if not live.any():  # also when N < 2: no unit varies
         return corr
-    centered = hidden[:, live].to(torch.float64)
-    centered = centered - centered.mean(dim=0)
+    units = hidden[:, live].to(torch.float64)
+    centered = units - units.mean(dim=0)
     standardized = centered / torch.linalg.vector_norm(centered, dim=0)
-    live_index = torch.nonzero(live).flatten()
-    rows, cols = torch.meshgrid(live_index, live_index, indexing="ij")
-    corr[rows, cols] = torch.clamp(standardized.T @ standardized, -1.0, 1.0)
-    corr[live_index, live_index] = 1.0
+    live_corr = torch.clamp(standardized.T @ standardized, -1.0, 1.0)
+    live_corr.fill_diagonal_(1.0)  # a unit with itself: exactly 1, not 1 up to rounding
+    corr[live[:, None] & live[None, :]] = live_corr.flatten()  # the live rows and columns
     return corr
 
 
@@ -55,7 +47,7 @@ def activation_sparsity(hidden: torch.Tensor, threshold: float = 0.0) -> float:
     threshold = check_threshold(threshold)
     if hidden.numel() == 0:
         return 0.0
-    return int(torch.count_nonzero(hidden <= threshold)) / hidden.numel()
+    return float(torch.mean(hidden <= threshold, dtype=torch.float64))
 
 
 def ablation_accuracy(
@@ -74,12 +66,13 @@ def ablation_accuracy(
     """
     k, trials = check_ablation(head, hidden, y, k, trials)
     generator = check_generator(generator)
-    total = 0.0
+    accuracies = []
     for _ in range(trials):
         order = torch.randperm(hidden.shape[1], generator=generator, device=generator.device)
         ablated = hidden.clone()
         ablated[:, order[:k].to(hidden.device)] = 0
         logits = head(ablated)
         check_logits(logits, len(hidden))
-        total += float((logits.argmax(dim=1) == y.to(logits.device)).double().mean())
-    return total / trials
+        correct = logits.argmax(dim=1) == y.to(logits.device)
+        accuracies.append(float(torch.mean(correct, dtype=torch.float64)))
+    return sum(accuracies) / trials
