@@ -139,6 +139,22 @@ def test_ablation_zeroes_exactly_k_distinct_units_without_rescaling():
     np.testing.assert_array_equal(np.stack(again), np.stack(seen))  # reproducible from rng
 
 
+def test_ablation_removes_the_units_rng_choice_draws_in_turn():
+    hidden, seen = 1.0 + np.random.default_rng(3).random((4, 6)), []
+    nc.ablation_accuracy(
+        lambda ablated: seen.append(ablated.copy()) or np.zeros((4, 2)),
+        hidden,
+        np.zeros(4, dtype=int),
+        2,
+        rng=np.random.default_rng(4),
+        trials=5,
+    )
+    rng = np.random.default_rng(4)
+    for ablated in seen:
+        removed = np.flatnonzero(np.all(ablated == 0, axis=0))
+        np.testing.assert_array_equal(removed, np.sort(rng.choice(6, size=2, replace=False)))
+
+
 def _right_only_without_unit_0(ablated):
     """Logits that classify every example as class 1 iff unit 0 was removed."""
     removed = ablated[:, :1] == 0

@@ -109,16 +109,23 @@ def test_masks_differ_across_examples_and_drop_the_right_fraction():
     assert abs(dropped - n * d * m * p) <= binomial_tolerance(n * d * m, p)
 
 
-def test_chunked_evaluation_equals_one_chunk(monkeypatch):
-    x, W, b = _layer(n=9)
-    mask, dout = _mask((9, 5, 4)), np.random.default_rng(7).standard_normal((9, 4))
-    out, cache = nd.dropconnect_forward(x, W, b, 0.4, train=True, mask=mask)
-    grads = nd.dropconnect_backward(dout, cache)
-    monkeypatch.setattr(nd, "CHUNK_ELEMENTS", 7)  # fewer than one example: one row per chunk
-    chunked_out, chunked_cache = nd.dropconnect_forward(x, W, b, 0.4, train=True, mask=mask)
-    np.testing.assert_allclose(chunked_out, out, rtol=1e-14)
-    for chunked, whole in zip(nd.dropconnect_backward(dout, chunked_cache), grads, strict=True):
-        np.testing.assert_allclose(chunked, whole, rtol=1e-14)
+@pytest.mark.parametrize("mask_dtype", [np.int64, np.float64])
+def test_a_zero_one_mask_of_any_dtype_is_stored_as_bool_and_keeps_x_dtype(mask_dtype):
+    x, W, b = _layer(dtype=np.float32)
+    mask, dout = _mask((6, 5, 4)), np.random.default_rng(7).standard_normal((6, 4))
+    out, cache = nd.dropconnect_forward(x, W, b, 0.4, train=True, mask=mask.astype(mask_dtype))
+    expected, expected_cache = nd.dropconnect_forward(x, W, b, 0.4, train=True, mask=mask)
+    assert cache.mask.dtype == bool and cache.nbytes == 6 * 5 * 4
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, expected)
+    dout = dout.astype(np.float32)
+    for grad, expected_grad in zip(
+        nd.dropconnect_backward(dout, cache),
+        nd.dropconnect_backward(dout, expected_cache),
+        strict=True,
+    ):
+        assert grad.dtype == np.float32
+        np.testing.assert_array_equal(grad, expected_grad)
 
 
 # --- numpy: gradients ------------------------------------------------------------------------
@@ -232,6 +239,19 @@ def test_moment_matching_approaches_the_gaussian_relu_mean():
     np.testing.assert_array_equal(predicted, again)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_moment_matching_draws_gaussian_pre_activations_in_x_dtype(dtype):
+    x, W, b = _layer(dtype=dtype)
+    mean, var = nd.dropconnect_moments(x, W, b, 0.3)
+    draws = np.random.default_rng(23).standard_normal((5, 6, 4), dtype=dtype)
+    predicted = nd.moment_matching_predict(
+        x, W, b, 0.3, _relu, rng=np.random.default_rng(23), samples=5
+    )
+    assert predicted.dtype == dtype and predicted.shape == (6, 4)
+    expected = _relu(mean + np.sqrt(var) * draws).mean(axis=0)
+    np.testing.assert_allclose(predicted, expected, rtol=1e-6 if dtype == np.float32 else 1e-15)
+
+
 def test_moment_matching_at_p_zero_is_weight_scaling():
     x, W, b = _layer()
     predicted = nd.moment_matching_predict(
@@ -252,9 +272,7 @@ def _exact_dropconnect_average(x, W, b, p, readout):
     return np.tensordot(probs, np.stack(outputs), axes=1), np.max(outputs, axis=0)
 
 
-@pytest.mark.parametrize("chunk_elements", [1 << 22, 1200])  # one block; many, the last partial
-def test_mc_dropconnect_average_approaches_the_exact_mixture(monkeypatch, chunk_elements):
-    monkeypatch.setattr(nd, "CHUNK_ELEMENTS", chunk_elements)
+def test_mc_dropconnect_average_approaches_the_exact_mixture():
     x, W, b = _layer(n=3, d=2, m=2, seed=19)
     p, samples = 0.5, 20_001
     exact, largest = _exact_dropconnect_average(x, W, b, p, _relu)
@@ -272,6 +290,16 @@ def test_mc_dropconnect_average_approaches_the_exact_mixture(monkeypatch, chunk_
         x, W, b, p, _relu, rng=np.random.default_rng(20), samples=samples
     )
     np.testing.assert_array_equal(estimate, again)
+
+
+def test_mc_dropconnect_averages_training_passes_drawn_in_turn():
+    x, W, b = _layer()
+    rng = np.random.default_rng(22)
+    passes = [nd.dropconnect_forward(x, W, b, 0.4, train=True, rng=rng)[0] for _ in range(7)]
+    estimate = nd.mc_dropconnect_predict(
+        x, W, b, 0.4, _relu, rng=np.random.default_rng(22), samples=7
+    )
+    np.testing.assert_allclose(estimate, np.mean([_relu(u) for u in passes], axis=0), rtol=1e-14)
 
 
 def test_mc_dropconnect_readout_may_change_the_width_and_p_zero_is_deterministic():
@@ -341,7 +369,7 @@ def test_numpy_rejects_bad_input_with_named_arguments():
         nd.mc_dropconnect_predict(x, W, b, 0.5, "relu", rng=rng, samples=2)
     with pytest.raises(ValueError, match="samples must be >= 1, but got samples=0"):
         nd.mc_dropconnect_predict(x, W, b, 0.5, _relu, rng=rng, samples=0)
-    with pytest.raises(ValueError, match=r"readout must return one row per row .* \(12\)"):
+    with pytest.raises(ValueError, match=r"readout must return one row per row .* \(6\)"):
         nd.mc_dropconnect_predict(x, W, b, 0.5, lambda u: u.sum(axis=0), rng=rng, samples=2)
     with pytest.raises(ValueError, match="needs rng"):
         nd.mc_dropconnect_predict(x, W, b, 0.5, _relu, rng=None, samples=2)

@@ -16,7 +16,7 @@ from hypothesis.extra.numpy import array_shapes
 from conftest import DEVICES
 from dropout_course import dropout as nd
 from dropout_course import masks
-from dropout_course.bounds import binomial_tolerance, mean_tolerance
+from dropout_course.bounds import FALSE_FAIL, binomial_tolerance, mean_tolerance
 from dropout_course.gradcheck import numerical_gradient, rel_error
 from dropout_course.torch import dropout as td
 
@@ -162,6 +162,68 @@ def test_rng_path_stores_the_mask_it_drew():
     x = np.ones((20, 20))
     out, cache = nd.dropout_forward(x, 0.5, train=True, rng=np.random.default_rng(4))
     np.testing.assert_array_equal(out != 0, cache.mask)
+
+
+# --- numpy: the moments of a training pass ---------------------------------------------------
+
+
+@pytest.mark.parametrize("scaling", SCALINGS)
+def test_train_output_moments_measure_one_pass_per_p_in_turn(scaling):
+    p_values = [0.0, 0.3, 0.7]
+    means, variances = nd.train_output_moments(
+        nd.dropout_forward, p_values, 50, scaling, np.random.default_rng(8)
+    )
+    rng = np.random.default_rng(8)
+    passes = [
+        nd.dropout_forward(np.ones(50), p, train=True, rng=rng, scaling=scaling)[0]
+        for p in p_values
+    ]
+    assert means.dtype == variances.dtype == np.float64 and means.shape == (3,)
+    np.testing.assert_array_equal(means, [out.mean() for out in passes])
+    np.testing.assert_array_equal(variances, [out.var() for out in passes])
+    assert means[0] == 1.0 and variances[0] == 0.0  # p = 0 keeps every unit
+
+
+@pytest.mark.parametrize("scaling", SCALINGS)
+def test_train_output_moments_match_the_scaled_bernoulli(scaling):
+    # A pass keeps K ~ Binomial(n, q) of n ones, each scaled by s: the mean is s K / n and the
+    # variance s^2 k (1 - k), k = K / n. |K - n q| < t (Bernstein, union over the rates at
+    # FALSE_FAIL in all) gives |mean - s q| < s t / n and |variance - s^2 q (1 - q)| < s^2 t / n.
+    p_values, n = [0.1, 0.5, 0.8], 100_000
+    means, variances = nd.train_output_moments(
+        nd.dropout_forward, p_values, n, scaling, np.random.default_rng(9)
+    )
+    for p, mean, variance in zip(p_values, means, variances, strict=True):
+        q, s = 1 - p, nd.output_scales(p, scaling)[0]
+        t = binomial_tolerance(n, q, FALSE_FAIL / len(p_values)) / n
+        assert abs(mean - s * q) < s * t
+        assert abs(variance - s**2 * q * (1 - q)) < s**2 * t
+
+
+def test_train_output_moments_measure_the_forward_they_are_given():
+    def doubled(x, p, **options):
+        out, cache = nd.dropout_forward(x, p, **options)
+        return 2 * out, cache
+
+    means, variances = nd.train_output_moments(
+        doubled, [0.0, 1.0], 10, "inverted", np.random.default_rng(0)
+    )
+    np.testing.assert_array_equal(means, [2.0, 0.0])
+    np.testing.assert_array_equal(variances, [0.0, 0.0])
+
+
+def test_train_output_moments_reject_bad_arguments():
+    rng = np.random.default_rng(0)
+    with pytest.raises(TypeError, match=r"forward must be a callable \(e\.g\. dropout_forward\)"):
+        nd.train_output_moments("dropout_forward", [0.5], 10, "inverted", rng)
+    with pytest.raises(ValueError, match="n_units must be >= 1, but got n_units=0"):
+        nd.train_output_moments(nd.dropout_forward, [0.5], 0, "inverted", rng)
+    with pytest.raises(ValueError, match="scaling must be one of"):
+        nd.train_output_moments(nd.dropout_forward, [0.5], 10, "inverse", rng)
+    with pytest.raises(TypeError, match=r"rng must be a numpy\.random\.Generator"):
+        nd.train_output_moments(nd.dropout_forward, [0.5], 10, "inverted", 0)
+    with pytest.raises(ValueError, match=r"between 0 and 1, but got p=1\.5"):
+        nd.train_output_moments(nd.dropout_forward, [1.5], 10, "inverted", rng)
 
 
 # --- numpy: bad input ------------------------------------------------------------------------

@@ -65,6 +65,16 @@ def test_gaussian_noise_has_the_mean_and_variance_of_inverted_bernoulli(p):
     assert abs(noise.var() - bernoulli_variance) <= Z * bernoulli_variance * math.sqrt(2 / n)
 
 
+def test_gaussian_noise_is_one_plus_std_times_standard_normal_draws_from_rng():
+    rng = np.random.default_rng(6)
+    noise = nv.gaussian_noise((4, 5), 0.3, rng)
+    draws = np.random.default_rng(6).standard_normal((4, 5))
+    assert noise.dtype == np.float64
+    np.testing.assert_array_equal(noise, 1.0 + math.sqrt(0.3 / 0.7) * draws)
+    assert not np.array_equal(nv.gaussian_noise((4, 5), 0.3, rng), noise)  # rng advanced
+    np.testing.assert_array_equal(nv.gaussian_noise(3, 0.0, rng), np.ones(3))
+
+
 def test_gaussian_rng_path_is_reproducible_and_stores_its_noise():
     x = np.ones((30, 20))
     a, cache = nv.gaussian_dropout_forward(x, 0.5, train=True, rng=np.random.default_rng(4))

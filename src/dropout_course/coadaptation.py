@@ -9,9 +9,9 @@ must be useful on its own, among random subsets of the others. Three measurement
   network trained with dropout degrades gracefully;
 * ``activation_sparsity``: the fraction of activations at or below a threshold (their figs 7-8).
 
-Chapter 1, book/01_coadaptation.md. A *dead* unit is one whose activation is the same on every example (zero variance, e.g. a ReLU
-that never fires): its correlation is undefined, so it is NaN in ``unit_correlation`` and left
-out of ``mean_abs_correlation``.
+Chapter 1, book/01_coadaptation.md. A *dead* unit is one whose activation is the same on every
+example (zero variance, e.g. a ReLU that never fires): its correlation is undefined, so it is NaN
+in ``unit_correlation`` and left out of ``mean_abs_correlation``.
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ W's shape (D, M), kept with probability ``1 - p``, and in training (inverted sca
 
     out[n] = x[n] @ (W * K[n] / (1 - p)) + b        evaluation: out = x @ W + b
 
-The bias is never dropped. Because every example has its own (D, M) mask, the masks cost
-O(N * D * M) memory (one byte per weight and example for a bool mask): the forward pass stores
-them for the backward pass, and computes the per-example products ``einsum("nd,ndm->nm")`` in
-chunks of examples so that the float temporaries stay below ``CHUNK_ELEMENTS`` elements.
+Chapter 4, book/04_dropconnect.md. The bias is never dropped. Because every example has its own
+(D, M) mask, the masks cost O(N * D * M) memory (one byte per weight and example for a bool
+mask), which the forward pass stores for the backward pass; the per-example products
+``einsum("nd,ndm->nm", x, W * mask)`` hold one float per weight and example while they run.
 Dropout on the inputs is the special case of a mask tied over the outputs,
 ``K[n, d, m] = k[n, d]`` for every m.
 
@@ -26,25 +26,23 @@ drops whole residual branches per example, "drop_connect"; it is not DropConnect
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ._validate import (
+    check_callable,
     check_count,
     check_floating,
     check_mask,
     check_probability,
     check_rank,
-    draw_seed,
+    check_rng,
 )
 from .dropout import output_scales
 from .masks import keep_mask
-
-CHUNK_ELEMENTS = 1 << 22
-"""Largest number of elements of a float temporary (examples x D x M, or samples x N x M)."""
 
 
 @dataclass(frozen=True)
@@ -99,11 +97,7 @@ def check_layer(x: Any, W: Any, b: Any) -> tuple[int, int, int]:
 
 def check_activation(activation: Any, name: str = "activation") -> Callable:
     """Return ``activation`` after checking it is callable (``name`` is used in the message)."""
-    if not callable(activation):
-        raise TypeError(
-            f"{name} must be a callable (e.g. a ReLU), but got {type(activation).__name__}"
-        )
-    return activation
+    return check_callable(activation, name, "e.g. a ReLU")
 
 
 def check_dout(dout: Any, shape: tuple[int, int]) -> None:
@@ -116,29 +110,6 @@ def check_dout(dout: Any, shape: tuple[int, int]) -> None:
         )
 
 
-def chunk_slices(total: int, elements_per_item: int) -> Iterator[slice]:
-    """Consecutive slices of ``range(total)``, each of at most ``CHUNK_ELEMENTS`` elements (at
-    least one item), where one item holds ``elements_per_item`` elements."""
-    step = max(1, CHUNK_ELEMENTS // max(1, elements_per_item))
-    for start in range(0, total, step):
-        yield slice(start, min(start + step, total))
-
-
-def _kept_weights(W: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``W`` where ``mask`` keeps a weight, else 0: shape (n, D, M), W's dtype."""
-    return np.where(mask.astype(bool, copy=False), W, W.dtype.type(0))
-
-
-def _scaled(values: np.ndarray, scale: float) -> np.ndarray:
-    """``values * scale`` in values' dtype."""
-    return values * values.dtype.type(scale)
-
-
-def _dense(x: np.ndarray, W: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray:
-    """``scale * (x @ W) + b``: the layer with every weight kept and scaled."""
-    return _scaled(x @ W, scale) + b
-
-
 def dropconnect_forward(
     x: np.ndarray,
     W: np.ndarray,
@@ -149,7 +120,7 @@ def dropconnect_forward(
     rng: np.random.Generator | None = None,
     mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, DropConnectCache]:
-    """DropConnect forward pass of a fully connected layer.
+    """DropConnect forward pass of a fully connected layer: ``x[n] @ (W * K[n]) / (1 - p) + b``.
 
     Args:
         x: inputs (N, D), floating. W: weights (D, M), b: bias (M,), both of x's dtype.
@@ -168,42 +139,39 @@ def dropconnect_forward(
     """
     n, d, m = check_layer(x, W, b)
     p = check_probability(p)
-    train_scale, eval_scale = output_scales(p, "inverted")
-    if not train:
-        return _dense(x, W, b, eval_scale), DropConnectCache(x, W, None, eval_scale)
+    train_scale, _ = output_scales(p, "inverted")
+    if not train:  # the mean weights: every weight kept, unscaled
+        return x @ W + b, DropConnectCache(x, W, None, 1.0)
     if mask is not None:
         check_mask(mask, (n, d, m), broadcast=True)
     elif p in (0.0, 1.0):  # nothing random: all weights kept, scaled by 1 (p = 0) or 0 (p = 1)
-        return _dense(x, W, b, train_scale), DropConnectCache(x, W, None, train_scale)
+        return x @ W * train_scale + b, DropConnectCache(x, W, None, train_scale)
     elif rng is None:
         raise ValueError("dropconnect_forward needs rng (or an explicit mask) when train=True")
     else:
         mask = keep_mask((n, d, m), p, rng)
-    full_mask = np.broadcast_to(mask, (n, d, m))
-    out = np.empty((n, m), dtype=x.dtype)
-    for rows in chunk_slices(n, d * m):
-        out[rows] = np.einsum("nd,ndm->nm", x[rows], _kept_weights(W, full_mask[rows]))
-    return _scaled(out, train_scale) + b, DropConnectCache(x, W, mask, train_scale)
+    mask = np.asarray(mask, dtype=bool)  # a 0/1 mask of ints or floats becomes bool
+    out = np.einsum("nd,ndm->nm", x, W * mask) * train_scale + b
+    return out, DropConnectCache(x, W, mask, train_scale)
 
 
 def dropconnect_backward(
     dout: np.ndarray, cache: DropConnectCache
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gradients ``(dx, dW, db)`` (shapes (N, D), (D, M), (M,)) given ``dout`` (N, M)."""
+    """Gradients ``(dx, dW, db)`` (shapes (N, D), (D, M), (M,)) given ``dout`` (N, M).
+
+    ``dx[n] = dout[n] @ (W * K[n]).T * scale`` and ``dW = sum_n outer(x[n], dout[n]) * K[n] *
+    scale``; without a mask (evaluation, p of 0 or 1) the plain layer's ``dout @ W.T`` and
+    ``x.T @ dout``, times the scale.
+    """
     x, W, mask, scale = cache.x, cache.W, cache.mask, cache.scale
-    (n, d), m = x.shape, W.shape[1]
-    check_dout(dout, (n, m))
+    check_dout(dout, (len(x), W.shape[1]))
     db = dout.sum(axis=0)
     if mask is None:
-        return _scaled(dout @ W.T, scale), _scaled(x.T @ dout, scale), db
-    full_mask = np.broadcast_to(mask, (n, d, m))
-    dx = np.empty((n, d), dtype=np.result_type(dout, W))
-    dW = np.zeros((d, m), dtype=np.result_type(x, dout))
-    for rows in chunk_slices(n, d * m):
-        dx[rows] = np.einsum("nm,ndm->nd", dout[rows], _kept_weights(W, full_mask[rows]))
-        keep = full_mask[rows].astype(dW.dtype)
-        dW += np.einsum("nd,nm,ndm->dm", x[rows], dout[rows], keep)
-    return _scaled(dx, scale), _scaled(dW, scale), db
+        return dout @ W.T * scale, x.T @ dout * scale, db
+    dx = np.einsum("nm,ndm->nd", dout, W * mask) * scale
+    dW = np.einsum("nd,nm,ndm->dm", x, dout, mask) * scale
+    return dx, dW, db
 
 
 def dropconnect_moments(
@@ -223,11 +191,11 @@ def dropconnect_moments(
     ``N(q W v, q (1 - q) (W*W)(v*v))`` with q = 1 - p; dividing u by q turns it into the
     inverted form above (mean times 1/q, variance times 1/q**2).
     """
-    check_layer(x, W, b)
+    n, _, m = check_layer(x, W, b)
     p = check_probability(p)
     if p == 1.0:  # every weight dropped
-        return np.broadcast_to(b, (len(x), len(b))).copy(), np.zeros((len(x), len(b)), x.dtype)
-    return x @ W + b, _scaled((x * x) @ (W * W), p / (1.0 - p))
+        return np.tile(b, (n, 1)), np.zeros((n, m), x.dtype)
+    return x @ W + b, p / (1.0 - p) * (x**2 @ W**2)
 
 
 def moment_matching_predict(
@@ -242,9 +210,10 @@ def moment_matching_predict(
 ) -> np.ndarray:
     """Wan et al.'s DropConnect inference: average the activation over Gaussian pre-activations.
 
-    Each pre-activation u[n, m] is replaced by ``samples`` independent draws from
-    N(mean, var) of ``dropconnect_moments``; returns ``mean_s activation(u_s)``, shape (N, M),
-    in x's dtype. The draws are a pure function of one seed drawn from ``rng``.
+    Each pre-activation u[n, m] is replaced by ``samples`` independent draws
+    ``mean + sqrt(var) * eps``, eps standard normal, with the moments of
+    ``dropconnect_moments``; returns ``mean_s activation(u_s)``, shape (N, M), in x's dtype. The
+    draws come from ``rng`` all at once: samples * N * M numbers in x's dtype.
 
     Args:
         activation: elementwise function of an array, e.g. ``lambda u: np.maximum(u, 0)``.
@@ -253,12 +222,8 @@ def moment_matching_predict(
     samples = check_count(samples, "samples", 1)
     check_activation(activation)
     mean, var = dropconnect_moments(x, W, b, p)
-    normal, std = np.random.default_rng(draw_seed(rng)), np.sqrt(var)
-    total = np.zeros(mean.shape, dtype=np.float64)
-    for block in chunk_slices(samples, mean.size):
-        draws = normal.standard_normal((block.stop - block.start, *mean.shape))
-        total += activation(mean + std * draws.astype(mean.dtype, copy=False)).sum(axis=0)
-    return (total / samples).astype(mean.dtype, copy=False)
+    draws = check_rng(rng).standard_normal((samples, *mean.shape), dtype=mean.dtype)
+    return activation(mean + np.sqrt(var) * draws).mean(axis=0)
 
 
 def weight_scaling_predict(
@@ -267,7 +232,7 @@ def weight_scaling_predict(
     """``activation(x @ W + b)`` (N, M): the eval-mode forward pass (mean weights), for
     comparison with ``moment_matching_predict``."""
     check_layer(x, W, b)
-    return check_activation(activation)(_dense(x, W, b, 1.0))
+    return check_activation(activation)(x @ W + b)
 
 
 def mc_dropconnect_predict(
@@ -285,32 +250,28 @@ def mc_dropconnect_predict(
     Each pass draws fresh per-example masks, as ``dropconnect_forward(train=True)`` does, and
     gives pre-activations u (N, M). This is the reference that weight scaling and moment matching
     approximate: with an activation as ``readout`` it estimates E[a(u)] (N, M); with the rest of
-    the network (activation, head, softmax) it estimates the mixture's prediction (N, K).
+    the network (activation, head, softmax) it estimates the mixture's prediction (N, K). One
+    pass at a time: the memory is that of one training pass, whatever ``samples``.
 
     Args:
-        readout: maps pre-activations (n, M) to an array (n, ...) row by row: row i of its
-            result depends only on row i of u. Several passes are stacked along the example
-            axis into one call, with masks of at most ``CHUNK_ELEMENTS`` bytes (one pass at
-            least).
+        readout: maps pre-activations (N, M) to an array with one row per example, (N, ...).
         rng: numpy Generator drawing the masks; not needed for p = 0 or p = 1.
         samples: number of passes, >= 1.
 
     Returns:
         ``mean_s readout(u_s)``, shape (N, ...), accumulated in float64, returned in x's dtype.
     """
-    n, d, m = check_layer(x, W, b)
+    check_layer(x, W, b)
     samples = check_count(samples, "samples", 1)
     check_activation(readout, "readout")
-    total: np.ndarray | None = None
-    for block in chunk_slices(samples, n * d * m):
-        passes = block.stop - block.start
-        stacked, _ = dropconnect_forward(np.tile(x, (passes, 1)), W, b, p, train=True, rng=rng)
-        values = np.asarray(readout(stacked))
-        if values.ndim == 0 or values.shape[0] != passes * n:
+    total = 0.0
+    for _ in range(samples):
+        u, _ = dropconnect_forward(x, W, b, p, train=True, rng=rng)
+        values = np.asarray(readout(u))
+        if values.ndim == 0 or len(values) != len(x):
             raise ValueError(
-                f"readout must return one row per row of its input ({passes * n}), "
+                f"readout must return one row per row of its input ({len(x)}), "
                 f"but returned shape {values.shape}"
             )
-        block_sum = values.reshape(passes, n, *values.shape[1:]).sum(axis=0, dtype=np.float64)
-        total = block_sum if total is None else total + block_sum
+        total = total + values.astype(np.float64)
     return (total / samples).astype(x.dtype, copy=False)

@@ -6,23 +6,29 @@ Chapter 2, book/02_inverted_scaling.md. Training multiplies each unit by a keep 
 * inverted scaling (the default, PyTorch's): train ``x * m / (1 - p)``, evaluate ``x``;
 * classic scaling (Srivastava et al., 2014): train ``x * m``, evaluate ``x * (1 - p)``.
 
-Both make the expected training output equal the evaluation output. With ``p = 1`` every unit is
-dropped: the training output is zeros, and no division by ``1 - p = 0`` ever happens. The cache
-keeps the mask for the backward pass (1 byte per unit); :mod:`dropout_course.fast` gives the same
-results faster, and a seeded variant that keeps no mask at all.
+Both make the expected training output equal the evaluation output (``train_output_moments``
+measures it for any forward pass). With ``p = 1`` every unit is dropped: the training output is
+zeros, and no division by ``1 - p = 0`` ever happens. The cache keeps the mask for the backward
+pass (1 byte per unit); :mod:`dropout_course.fast` gives the same results faster, and a seeded
+variant that keeps no mask at all.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ._validate import (
     broadcasts_within_rank,
+    check_callable,
+    check_count,
     check_floating,
     check_mask,
     check_probability,
+    check_rng,
     check_scaling,
 )
 from .masks import keep_mask
@@ -118,3 +124,41 @@ def dropout_backward(dout: np.ndarray, cache: DropoutCache) -> np.ndarray:
             f"for a mask of shape {cache.mask.shape}"
         )
     return dout * cache.mask * cache.scale
+
+
+def train_output_moments(
+    forward: Callable[..., tuple[np.ndarray, Any]],
+    p_values: Iterable[float],
+    n_units: int,
+    scaling: str,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance over the units of one training pass of ``forward`` on ones, for each p.
+
+    The experiment of Chapter 2 (book/02_inverted_scaling.md): a pass keeps each unit with
+    probability ``q = 1 - p`` and multiplies it by the training scale ``s``, so the mean is near
+    ``s q`` (1 inverted, 1 - p classic) and the variance near ``s**2 q (1 - q)`` (p / (1 - p)
+    inverted, p (1 - p) classic).
+
+    Args:
+        forward: a dropout forward pass with ``dropout_forward``'s arguments, e.g.
+            ``dropout_forward``; it is called as ``forward(np.ones(n_units), p, train=True,
+            rng=rng, scaling=scaling)`` and returns ``(out, cache)``.
+        p_values: the drop probabilities, in order.
+        n_units: units in the pass, >= 1.
+        scaling: "inverted" or "classic", passed on to ``forward``.
+        rng: numpy Generator passed on to ``forward``, which draws the masks from it.
+
+    Returns:
+        ``(means, variances)``: float64 arrays with one entry per p (the variance divides by
+        ``n_units``).
+    """
+    check_callable(forward, "forward", "e.g. dropout_forward")
+    n_units, scaling = check_count(n_units, "n_units", 1), check_scaling(scaling)
+    rng = check_rng(rng)
+    means, variances = [], []
+    for p in p_values:
+        out, _ = forward(np.ones(n_units), p, train=True, rng=rng, scaling=scaling)
+        means.append(out.mean())
+        variances.append(out.var())
+    return np.array(means, dtype=np.float64), np.array(variances, dtype=np.float64)

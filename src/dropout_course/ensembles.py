@@ -14,11 +14,15 @@ Each of the 2**U keep masks of those U units picks a subnetwork, with probabilit
 When the dropped units feed the softmax layer directly (``dropped_layer`` is the last layer) the
 logits are affine in the mask, and the NWGM equals weight scaling exactly: the geometric mean of
 softmaxes is the softmax of the mean logits. Below a ReLU layer it is only an approximation.
+
+Chapter 3, book/03_ensembles.md. The exact averages visit the 2**U subnetworks one at a time, so
+they hold one forward pass in memory whatever U; MC dropout is given (or draws) all its masks at
+once, and evaluates all its passes at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -38,9 +42,6 @@ from .masks import keep_mask
 
 MAX_ENUMERATED_UNITS = 20
 """Largest number of units whose 2**n masks ``enumerate_masks`` builds (2**20 masks)."""
-
-CHUNK_ELEMENTS = 1 << 22
-"""Elements of the largest (masks, N, width) block evaluated at once (bounds the memory)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,7 +113,7 @@ def init_tiny_mlp(sizes: Sequence[int], rng: np.random.Generator, *, dropped_lay
     return TinyMLP(weights, tuple(np.zeros(d_out) for _, d_out in shapes), dropped_layer)
 
 
-# --- argument checks and chunking, shared with the torch twins ----------------------------------
+# --- argument checks, shared with the torch twins -----------------------------------------------
 
 
 def layer_shapes(sizes: Sequence[int]) -> list[tuple[int, int]]:
@@ -167,15 +168,6 @@ def check_pass_masks(masks: Any, n_examples: int, n_units: int) -> None:
     )
     if passes == 0:
         raise ValueError(f"masks must hold at least one pass (T >= 1), but got shape {shape}")
-
-
-def chunk_slices(total: int, params: TinyMLP, n_examples: int) -> Iterator[slice]:
-    """Slices of ``range(total)`` masks, each small enough that the (masks, N, width)
-    activations above the dropped layer hold at most ``CHUNK_ELEMENTS`` elements."""
-    widest = max(max(W.shape) for W in params.weights[params.dropped_layer :])
-    per_chunk = max(1, CHUNK_ELEMENTS // max(1, n_examples * widest))
-    for start in range(0, total, per_chunk):
-        yield slice(start, min(start + per_chunk, total))
 
 
 # --- the network --------------------------------------------------------------------------------
@@ -269,38 +261,26 @@ def enumerate_masks(n_units: int, p: float) -> tuple[np.ndarray, np.ndarray]:
         probs (2**n,) float64, ``(1 - p)**kept * p**(n - kept)``, summing to 1.
     """
     n_units, p = check_enumerable(n_units), check_probability(p)
-    index = np.arange(2**n_units, dtype=np.uint32)
-    masks = np.empty((index.size, n_units), dtype=bool)
-    for unit in range(n_units):  # column by column: no (2**n, n) integer temporary
-        masks[:, unit] = (index >> unit) & 1
+    bits = np.arange(2**n_units)[:, None] >> np.arange(n_units)  # row i: i >> j in column j
+    masks = (bits & 1) == 1  # bit j of i
     kept = masks.sum(axis=1)
     return masks, (1.0 - p) ** kept * p ** (n_units - kept)
-
-
-def _logits_per_mask(
-    params: TinyMLP, units: np.ndarray, masks: np.ndarray, scale: float
-) -> Iterator[tuple[slice, np.ndarray]]:
-    """(rows, logits) chunk by chunk: logits (M, N, K) of the masks ``masks[rows]``.
-
-    ``masks`` has shape (M, U) (one mask for the batch) or (M, N, U) (one per example).
-    """
-    per_example = masks if masks.ndim == 3 else masks[:, None, :]
-    scaled = units * scale
-    for rows in chunk_slices(len(masks), params, len(units)):
-        yield rows, _head(params, np.where(per_example[rows], scaled, 0))
 
 
 def _ensemble_sum(
     params: TinyMLP, x: np.ndarray, p: float, scaling: str, transform: Callable
 ) -> np.ndarray:
-    """Exact ``sum_m P(m) * transform(logits_m)`` (N, K) over all 2**U masks m."""
+    """Exact ``sum_m P(m) transform(z_m)`` (N, K) over all 2**U masks m, where ``z_m`` are the
+    logits of subnetwork m; summed one subnetwork at a time, in float64, returned in the
+    dtype of the dropped units."""
     train_scale, _ = output_scales(p, scaling)
-    units = dropped_units(params, x)
+    kept_values = dropped_units(params, x) * train_scale  # what a kept unit passes on
     masks, probs = enumerate_masks(check_enumerable(params.n_units, "params.n_units"), p)
-    total = np.zeros((len(units), params.weights[-1].shape[1]))
-    for rows, logits in _logits_per_mask(params, units, masks, train_scale):
-        total += np.tensordot(probs[rows], transform(logits), axes=1)
-    return total.astype(units.dtype, copy=False)
+    total = sum(
+        prob * transform(logits_from_units(params, np.where(mask, kept_values, 0)))
+        for mask, prob in zip(masks, probs, strict=True)
+    )
+    return total.astype(kept_values.dtype, copy=False)
 
 
 def ensemble_arithmetic_mean(
@@ -336,10 +316,9 @@ def mc_dropout_moments(
     train_scale, _ = output_scales(p, scaling)
     units = dropped_units(params, x)
     check_pass_masks(masks, *units.shape)
-    probs = np.concatenate(
-        [softmax(logits) for _, logits in _logits_per_mask(params, units, masks, train_scale)]
-    )
-    return probs.mean(axis=0), probs.var(axis=0)
+    per_example = masks if masks.ndim == 3 else masks[:, None, :]  # (T, N or 1, U)
+    passes = softmax(logits_from_units(params, np.where(per_example, units * train_scale, 0)))
+    return passes.mean(axis=0), passes.var(axis=0)  # over the T passes
 
 
 def mc_dropout_predict(

@@ -10,6 +10,9 @@
   ``torch.nn.functional.alpha_dropout`` given the same mask, including ``p = 1`` (all zeros).
 * ``max_norm`` projects a weight matrix onto the max-norm ball (Srivastava et al., 2014): the
   incoming weight vector of each unit is rescaled to L2 norm ``c`` when it is longer.
+
+Chapter 6, book/06_beyond_dense.md (Gaussian and alpha dropout); Chapter 5, book/05_tuning.md
+(max-norm).
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from ._validate import (
     check_positive,
     check_probability,
     check_rank,
+    check_rng,
     check_same_shape,
     check_shape,
-    draw_seed,
 )
 from .dropout import DropoutCache, dropout_backward
 from .masks import keep_mask
@@ -77,13 +80,10 @@ def gaussian_noise_std(p: float) -> float:
 
 
 def gaussian_noise(shape: int | tuple[int, ...], p: float, rng: np.random.Generator) -> np.ndarray:
-    """Float64 noise of ``shape`` with mean 1 and variance p / (1 - p), for p in [0, 1).
-
-    Like a mask, the noise is a pure function of one seed drawn from ``rng``.
-    """
-    shape, std = check_shape(shape), gaussian_noise_std(p)
-    normal = np.random.default_rng(draw_seed(rng)).standard_normal(shape)
-    return 1.0 + std * normal
+    """Float64 noise ``1 + sqrt(p / (1 - p)) * eps`` of ``shape``, eps standard normal from
+    ``rng``: mean 1 and variance p / (1 - p), for p in [0, 1)."""
+    shape, std, rng = check_shape(shape), gaussian_noise_std(p), check_rng(rng)
+    return 1.0 + std * rng.standard_normal(shape)
 
 
 def gaussian_dropout_forward(
@@ -200,7 +200,8 @@ def max_norm(W: np.ndarray, c: float) -> np.ndarray:
     """Max-norm constraint: rescale each column of ``W`` whose L2 norm exceeds ``c`` to norm ``c``.
 
     ``W`` has shape (D_in, D_out) and a layer computes ``x @ W``, so the incoming weight vector of
-    output unit j is the column ``W[:, j]``. Columns with norm <= c are unchanged.
+    output unit j is the column ``w_j = W[:, j]``, which becomes ``w_j * min(1, c / |w_j|)``,
+    that is ``w_j * c / max(|w_j|, c)``: columns with norm <= c are unchanged.
 
     Returns:
         A new array of W's shape and dtype.
@@ -208,6 +209,5 @@ def max_norm(W: np.ndarray, c: float) -> np.ndarray:
     check_floating(W, "W")
     check_rank(W, "W", (2,), "D_in inputs, D_out units")
     c = check_positive(c, "c")
-    norms = np.linalg.norm(W, axis=0)
-    factors = np.divide(c, norms, out=np.ones_like(norms), where=norms > c)
-    return W * factors
+    norms = np.linalg.norm(W, axis=0)  # (D_out,): the length of each unit's incoming weights
+    return W * (c / np.maximum(norms, c))

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .._validate import check_count, check_mask, check_probability
-from ..dropconnect import check_activation, check_dout, check_layer, chunk_slices
+from ..dropconnect import check_activation, check_dout, check_layer
 from ..dropout import output_scales
 from .dropout import DropoutLayer, differentiable
 from .masks import check_generator, keep_mask
@@ -43,16 +43,6 @@ class DropConnectCache:
         return 0 if self.mask is None else self.mask.numel() * self.mask.element_size()
 
 
-def _kept_weights(W: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``W`` where ``mask`` keeps a weight, else 0: shape (n, D, M), W's dtype."""
-    return torch.where(mask.to(device=W.device, dtype=torch.bool), W, W.new_zeros(()))
-
-
-def _dense(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
-    """``scale * (x @ W) + b``: the layer with every weight kept and scaled."""
-    return (x @ W) * scale + b
-
-
 def dropconnect_forward(
     x: torch.Tensor,
     W: torch.Tensor,
@@ -63,7 +53,8 @@ def dropconnect_forward(
     generator: torch.Generator | None = None,
     mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, DropConnectCache]:
-    """DropConnect forward pass on x's device; the twin of the numpy ``dropconnect_forward``.
+    """DropConnect forward on x's device, ``x[n] @ (W * K[n]) / (1 - p) + b``; the numpy twin's
+    contract.
 
     Args:
         x: inputs (N, D), floating. W: weights (D, M), b: bias (M,), both of x's dtype.
@@ -78,24 +69,22 @@ def dropconnect_forward(
     """
     n, d, m = check_layer(x, W, b)
     p = check_probability(p)
-    train_scale, eval_scale = output_scales(p, "inverted")
-    if not train:
-        return _dense(x, W, b, eval_scale), DropConnectCache(x, W, None, eval_scale)
+    train_scale, _ = output_scales(p, "inverted")
+    if not train:  # the mean weights: every weight kept, unscaled
+        return x @ W + b, DropConnectCache(x, W, None, 1.0)
     if mask is not None:
         check_mask(mask, (n, d, m), broadcast=True)
     elif p in (0.0, 1.0):  # nothing random: all weights kept, scaled by 1 (p = 0) or 0 (p = 1)
-        return _dense(x, W, b, train_scale), DropConnectCache(x, W, None, train_scale)
+        return x @ W * train_scale + b, DropConnectCache(x, W, None, train_scale)
     elif generator is None:
         raise ValueError(
             "dropconnect_forward needs generator (or an explicit mask) when train=True"
         )
     else:
         mask = keep_mask((n, d, m), p, generator)
-    full_mask = mask.expand(n, d, m)
-    out = x.new_empty((n, m))
-    for rows in chunk_slices(n, d * m):
-        out[rows] = torch.einsum("nd,ndm->nm", x[rows], _kept_weights(W, full_mask[rows]))
-    return out * train_scale + b, DropConnectCache(x, W, mask, train_scale)
+    mask = mask.to(device=x.device, dtype=torch.bool)
+    out = torch.einsum("nd,ndm->nm", x, W * mask) * train_scale + b
+    return out, DropConnectCache(x, W, mask, train_scale)
 
 
 def dropconnect_backward(
@@ -103,18 +92,13 @@ def dropconnect_backward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients ``(dx, dW, db)`` (shapes (N, D), (D, M), (M,)) given ``dout`` (N, M)."""
     x, W, mask, scale = cache.x, cache.W, cache.mask, cache.scale
-    (n, d), m = tuple(x.shape), W.shape[1]
-    check_dout(dout, (n, m))
+    check_dout(dout, (len(x), W.shape[1]))
     db = dout.sum(dim=0)
     if mask is None:
-        return (dout @ W.T) * scale, (x.T @ dout) * scale, db
-    full_mask = mask.expand(n, d, m)
-    dx, dW = x.new_empty((n, d)), W.new_zeros((d, m))
-    for rows in chunk_slices(n, d * m):
-        dx[rows] = torch.einsum("nm,ndm->nd", dout[rows], _kept_weights(W, full_mask[rows]))
-        keep = full_mask[rows].to(device=x.device, dtype=x.dtype)
-        dW += torch.einsum("nd,nm,ndm->dm", x[rows], dout[rows], keep)
-    return dx * scale, dW * scale, db
+        return dout @ W.T * scale, x.T @ dout * scale, db
+    dx = torch.einsum("nm,ndm->nd", dout, W * mask) * scale
+    dW = torch.einsum("nd,nm,ndm->dm", x, dout, mask.to(x.dtype)) * scale
+    return dx, dW, db
 
 
 def dropconnect_moments(
@@ -125,8 +109,8 @@ def dropconnect_moments(
     n, _, m = check_layer(x, W, b)
     p = check_probability(p)
     if p == 1.0:  # every weight dropped
-        return b.expand(n, m).clone(), x.new_zeros((n, m))
-    return x @ W + b, ((x * x) @ (W * W)) * (p / (1.0 - p))
+        return b.repeat(n, 1), x.new_zeros((n, m))
+    return x @ W + b, p / (1.0 - p) * (x**2 @ W**2)
 
 
 def moment_matching_predict(
@@ -146,17 +130,10 @@ def moment_matching_predict(
     check_activation(activation)
     generator = check_generator(generator)
     mean, var = dropconnect_moments(x, W, b, p)
-    std = var.sqrt()
-    total = torch.zeros(mean.shape, dtype=torch.float64, device=mean.device)
-    for block in chunk_slices(samples, mean.numel()):
-        draws = torch.randn(
-            (block.stop - block.start, *mean.shape),
-            generator=generator,
-            device=generator.device,
-            dtype=mean.dtype,
-        )
-        total += activation(mean + std * draws.to(mean.device)).sum(dim=0)
-    return (total / samples).to(mean.dtype)
+    draws = torch.randn(
+        (samples, *mean.shape), generator=generator, device=generator.device, dtype=mean.dtype
+    )
+    return activation(mean + var.sqrt() * draws.to(mean.device)).mean(dim=0)
 
 
 def weight_scaling_predict(
@@ -167,7 +144,7 @@ def weight_scaling_predict(
 ) -> torch.Tensor:
     """``activation(x @ W + b)`` (N, M): the eval-mode forward pass (mean weights)."""
     check_layer(x, W, b)
-    return check_activation(activation)(_dense(x, W, b, 1.0))
+    return check_activation(activation)(x @ W + b)
 
 
 def dropconnect(

@@ -6,7 +6,7 @@ numpy one); every function runs on the device of ``x``, where the parameters mus
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -19,7 +19,6 @@ from ..ensembles import (
     check_params,
     check_pass_masks,
     check_unit_mask,
-    chunk_slices,
     layer_shapes,
 )
 from ..ensembles import enumerate_masks as _enumerate_masks_numpy
@@ -117,30 +116,20 @@ def enumerate_masks(
     return torch.from_numpy(masks).to(device), torch.from_numpy(probs).to(device)
 
 
-def _logits_per_mask(
-    params: TinyMLP, units: torch.Tensor, masks: torch.Tensor, scale: float
-) -> Iterator[tuple[slice, torch.Tensor]]:
-    """(rows, logits) chunk by chunk: logits (M, N, K) of masks (M, U) or (M, N, U)."""
-    per_example = masks if masks.ndim == 3 else masks[:, None, :]
-    scaled = units * scale
-    for rows in chunk_slices(len(masks), params, len(units)):
-        yield rows, _head(params, _where_kept(per_example[rows], scaled))
-
-
 def _ensemble_sum(
     params: TinyMLP, x: torch.Tensor, p: float, scaling: str, transform: Callable
 ) -> torch.Tensor:
-    """Exact ``sum_m P(m) * transform(logits_m)`` (N, K) over all 2**U masks m, in float64."""
+    """Exact ``sum_m P(m) transform(z_m)`` (N, K) over all 2**U masks m, one subnetwork at a
+    time, in float64 (as numpy), returned in the dtype of the dropped units."""
     train_scale, _ = output_scales(p, scaling)
-    units = dropped_units(params, x)
+    kept_values = dropped_units(params, x) * train_scale  # what a kept unit passes on
     n_units = check_enumerable(params.n_units, "params.n_units")
-    masks, probs = enumerate_masks(n_units, p, device=units.device)
-    total = torch.zeros(
-        (len(units), params.weights[-1].shape[1]), dtype=torch.float64, device=units.device
+    masks, probs = enumerate_masks(n_units, p, device=kept_values.device)
+    total = sum(
+        prob * transform(logits_from_units(params, _where_kept(mask, kept_values))).double()
+        for mask, prob in zip(masks, probs, strict=True)
     )
-    for rows, logits in _logits_per_mask(params, units, masks, train_scale):
-        total += torch.tensordot(probs[rows], transform(logits).to(torch.float64), dims=1)
-    return total.to(units.dtype)
+    return total.to(kept_values.dtype)
 
 
 def ensemble_arithmetic_mean(
@@ -168,13 +157,10 @@ def mc_dropout_moments(
     train_scale, _ = output_scales(p, scaling)
     units = dropped_units(params, x)
     check_pass_masks(masks, *units.shape)
-    probs = torch.cat(
-        [
-            torch.softmax(logits, dim=-1)
-            for _, logits in _logits_per_mask(params, units, masks, train_scale)
-        ]
-    )
-    return probs.mean(dim=0), probs.var(dim=0, correction=0)
+    per_example = masks if masks.ndim == 3 else masks[:, None, :]  # (T, N or 1, U)
+    logits = logits_from_units(params, _where_kept(per_example, units * train_scale))
+    passes = torch.softmax(logits, dim=-1)  # (T, N, K)
+    return passes.mean(dim=0), passes.var(dim=0, correction=0)  # over the T passes
 
 
 def mc_dropout_predict(

@@ -183,7 +183,7 @@ def _column_factors(W: torch.Tensor, c: float) -> torch.Tensor:
     check_rank(W, "W", (2,), "D_in inputs, D_out units")
     c = check_positive(c, "c")
     norms = torch.linalg.vector_norm(W.detach(), dim=0)
-    return torch.where(norms > c, c / norms, torch.ones_like(norms))
+    return c / norms.clamp(min=c)  # min(1, c / |w_j|)
 
 
 def max_norm(W: torch.Tensor, c: float) -> torch.Tensor:
