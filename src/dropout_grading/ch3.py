@@ -696,7 +696,7 @@ def _within(mean: np.ndarray, ends: list[np.ndarray], slack: float = 1e-6) -> bo
 
 def _equal_rows(value: np.ndarray, table: np.ndarray) -> np.ndarray:
     """Bool (C, N): example n's row of ``value`` (N, K) equals row (c, n) of ``table`` (C, N, K)."""
-    return np.all(close(value[None], table), axis=-1)
+    return close(value[None], table).all(axis=-1)
 
 
 def _count_hint(

@@ -1,7 +1,8 @@
 """Does a student's function merely call the course's reference implementation?
 
 A grader that only measures behaviour gives full marks to ``def dropout_forward(*a, **k): return
-library.dropout_forward(*a, **k)``. Two independent detectors stop that:
+library.dropout_forward(*a, **k)``. Two independent detectors stop that in the kernel, and a third
+in the audit's worker process:
 
 * a static scan (``reference_uses``) walks what a function can reach before it runs: the global
   names its code (and nested code: lambdas, comprehensions, inner functions) reads, its closure
@@ -15,12 +16,16 @@ library.dropout_forward(*a, **k)``. Two independent detectors stop that:
 * a dynamic guard (``call_guarded``) records, while the student's function runs, every Python
   frame that executes reference code or code of a forbidden module (``sys.setprofile``, also
   installed for new threads), and every C function a forbidden module exports. This catches what
-  the scan cannot see: names built at run time (``getattr(module, "drop" + "out_forward")``).
+  the scan cannot see: names built at run time (``getattr(module, "drop" + "out_forward")``);
+* tripwires (``Tripwires``, installed by the audit's worker): the reference functions, in the
+  course's modules, replaced by stand-ins that fail the call when a student's function reaches
+  one, from whatever thread. The profile hook only sees the threads that start during the call,
+  so a thread the notebook started beforehand escapes it, and the kernel.
 
-What neither can catch: a copy of the reference's source text with edits (a similarity tool or a
-human catches plagiarism), reference code run in a process or thread pool started before the
-call, and code that deliberately disables the detectors from inside the same process (removing
-the profile hook is reported; patching this module is not). The last is why the instructor audit
+What none can catch: a copy of the reference's source text with edits (a similarity tool or a
+human catches plagiarism), reference code run in another process, and code that deliberately
+digs the original functions out or disables the detectors from inside the same process (removing
+the profile hook is reported; patching this module is not). That is why the instructor audit
 (:mod:`dropout_grading.audit`) measures behaviour from a process that runs no student code
 and scans the answer cells' source for monkeypatching.
 """
@@ -261,19 +266,18 @@ def reference_uses(function: Callable[..., Any], forbidden: Forbidden) -> str | 
 
 
 _SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
-_YIELD_VALUE = opcode.opmap["YIELD_VALUE"]
+_NOT_A_START = frozenset({opcode.opmap["YIELD_VALUE"], opcode.opmap["RETURN_GENERATOR"]})
 
 
 def _resumed(frame: types.FrameType) -> bool:
-    """True for a generator (or coroutine) frame resuming at a ``yield``.
+    """True for a generator (or coroutine) frame that does not start running its code here.
 
-    Creating a generator is the call that starts its code, and the guard sees it; a resumption
-    (``next``, or ``close`` when the garbage collector finalises a generator that a failed check
-    left suspended) is not a new use of the reference, and may run in the middle of anyone's call.
+    Starting one (the first ``next``) is a use the guard sees. Resuming it at a ``yield``, or
+    finalising it (``close``, when the garbage collector collects a generator that a failed check
+    left behind, started or not), may happen in the middle of anyone's call.
     """
-    code = frame.f_code
-    lasti = frame.f_lasti
-    return bool(code.co_flags & _SUSPENDABLE) and lasti >= 0 and code.co_code[lasti] == _YIELD_VALUE
+    code, lasti = frame.f_code, frame.f_lasti
+    return bool(code.co_flags & _SUSPENDABLE) and lasti >= 0 and code.co_code[lasti] in _NOT_A_START
 
 
 _MODULE_GLOBALS = globals()
@@ -378,6 +382,7 @@ class Tripwires:
         sys.meta_path.insert(0, _PatchOnImport(self))
 
     def covers(self, module_name: str) -> bool:
+        """True for the modules that get stand-ins."""
         return _matches(module_name, self.packages) and module_name not in self.spared
 
     def patch(self, module: types.ModuleType) -> None:
@@ -390,26 +395,25 @@ class Tripwires:
             if stand_in is not None:
                 setattr(module, attribute, stand_in)
 
-    def stand_in(self, value: Any) -> Callable[..., Any] | None:
-        """The stand-in for ``value`` if it is a forbidden function (made once), else None."""
-        if not isinstance(value, types.FunctionType) or id(value) in self.originals:
+    def stand_in(self, original: Any) -> Callable[..., Any] | None:
+        """The stand-in for ``original`` if it is a forbidden function (made once), else None."""
+        if not isinstance(original, types.FunctionType) or id(original) in self.originals:
             return None
-        if id(value) in self.stand_ins:
-            return self.stand_ins[id(value)]
-        name = self.forbidden.name_of(value)
-        if name is None or value.__module__ in self.spared:
+        if id(original) in self.stand_ins:
+            return self.stand_ins[id(original)]
+        name = self.forbidden.name_of(original)
+        if name is None or original.__module__ in self.spared:
             return None
-        tripwires = self
 
         def stand_in(*args: Any, **kwargs: Any) -> Any:
-            rules = tripwires.rules
-            if rules is not None and rules.name_of(value) is not None:
-                tripwires.trip(name)
-            return value(*args, **kwargs)
+            rules = self.rules  # read once: the main thread may disarm meanwhile
+            if rules is not None and rules.name_of(original) is not None:
+                self.trip(name)
+            return original(*args, **kwargs)
 
         for attribute in ("__name__", "__qualname__", "__module__", "__doc__"):
-            setattr(stand_in, attribute, getattr(value, attribute))
-        self.originals[id(stand_in)], self.stand_ins[id(value)] = value, stand_in
+            setattr(stand_in, attribute, getattr(original, attribute))
+        self.originals[id(stand_in)], self.stand_ins[id(original)] = original, stand_in
         # the static scan names a stand-in as it names its original (a partly open module is no
         # forbidden prefix: only its closed functions are forbidden, by identity)
         self.forbidden.objects[id(stand_in)] = (name, stand_in)
@@ -460,7 +464,9 @@ class _PatchOnImport:
             return None
         for finder in sys.meta_path:
             find_spec = getattr(finder, "find_spec", None)
-            spec = None if finder is self or find_spec is None else find_spec(name, path, target)
+            if isinstance(finder, _PatchOnImport) or find_spec is None:
+                continue
+            spec = find_spec(name, path, target)
             if spec is not None:
                 if hasattr(spec.loader, "exec_module"):
                     spec.loader = _PatchingLoader(spec.loader, self.tripwires.patch)

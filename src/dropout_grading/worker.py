@@ -42,8 +42,14 @@ from .sandbox import Handle, from_wire, mutable_states, read_frame, to_wire, wri
 
 COURSE_PACKAGES = ("dropout_course", "dropout_grading")
 """Packages whose modules get tripwires in place of the reference functions they hold."""
-MACHINERY = (__package__, framework.__name__, notebook.__name__, provenance.__name__)
-MACHINERY += (sandbox.__name__, f"{__package__}.worker")
+MACHINERY = (
+    f"{__package__}",
+    f"{__package__}.worker",
+    framework.__name__,
+    notebook.__name__,
+    provenance.__name__,
+    sandbox.__name__,
+)
 """Modules left alone: the grading machinery that runs around a student's call."""
 
 
