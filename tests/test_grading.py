@@ -40,7 +40,7 @@ from dropout_grading.notebook import (
     check_calls,
     red_flags,
 )
-from dropout_grading.provenance import Forbidden, reference_uses
+from dropout_grading.provenance import Forbidden, call_guarded, reference_uses
 from dropout_grading.sandbox import (
     Handle,
     RemoteFunction,
@@ -309,6 +309,19 @@ def test_dynamic_guard_catches_names_built_at_run_time():
     checks = load_assignment("ch2_inverted_scaling")
     with pytest.raises(ReferenceUsed, match="ran the course's reference"):
         checks.run("forward_inverted_eval", dropout_forward=function)
+
+
+def test_dynamic_guard_ignores_a_generator_resumed_during_the_call():
+    """A check that fails inside a loop over its own generator leaves it suspended; the garbage
+    collector may close it in the middle of a later student call, which is no use of it."""
+    scope = {"__name__": "dropout_grading.ch2"}
+    exec("def runs():\n    yield 1\n    yield 2", scope)
+    started, fresh = scope["runs"](), scope["runs"]()
+    next(started)
+    for finalise in (started.close, fresh.close):
+        assert call_guarded(finalise, (), {}, FORBIDDEN)[1].reference is None
+    start = functools.partial(next, scope["runs"]())
+    assert call_guarded(start, (), {}, FORBIDDEN)[1].reference == "dropout_grading.ch2.runs"
 
 
 def test_captured_handles_survive_monkeypatching(monkeypatch):

@@ -210,14 +210,15 @@ def experiment(fns: Functions, *, p_values: Any, n_units: int, forward: str, see
             FORWARDS[forward], list(p_values), n_units, scaling, rng
         )
         names = ("means", "variances")
-        means, variances = (
+        means, variances = [
             as_array(value, what=f"{name} from {call}", shape=q.shape)
             for value, name in zip(unpack(result, what=call, names=names), names, strict=True)
-        )
+        ]
         mean, mean_tol = gain * s * q, gain * s * t + 1e-9
         var = gain**2 * s**2 * q * (1 - q)
         var_tol = gain**2 * s**2 * (t + 1 / (4 * (n_units - 1))) + 1e-9
-        mistakes = [matches(s * q, "pass `scaling` on to forward", tolerance=mean_tol)]
+        other = q if scaling == "inverted" else np.ones_like(q)  # the other scaling's mean
+        mistakes = [matches(other, "pass `scaling` on to forward", tolerance=mean_tol)]
         if gain != 1.0:
             hint = "measure the `forward` argument, not a formula or your own function"
             mistakes.insert(0, matches(mean / gain, hint, tolerance=mean_tol))
@@ -242,87 +243,43 @@ def _squared(variance: np.ndarray, tolerance: np.ndarray) -> Explain:
     return lambda values: hint if np.all(np.abs(values**2 - variance) < tolerance) else None
 
 
-ASSIGNMENT.declare(
-    {
-        "keep_mask_values": row(
-            "keep_mask returns a 0/1 mask of the requested shape; p = 0 keeps all, p = 1 drops all",
-            KEEP.values,
-            shape=(100, 40),
-            p=0.3,
-            seed=0,
-        ),
-        "keep_mask_rate": row(
-            "keep_mask keeps each unit with probability 1 - p, reproducibly from rng",
-            KEEP.random,
-            tests=("rate", "reproducible"),
-            shape=(40, 100),
-            p_values=(0.2, 0.7),
-            seed=1,
-        ),
-        "keep_mask_independent": row(
-            "keep_mask draws every unit independently (no mask shared across the batch or "
-            "features)",
-            KEEP.random,
-            tests=("independent",),
-            shape=(200, 40),
-            p=0.5,
-            seed=2,
-        ),
-        "forward_inverted_train": row(
-            "Inverted training pass with a given mask: out = x * mask / (1 - p), x left untouched",
-            DROPOUT.injected,
-            shape=(40, 30),
-            p_values=(0.2, 0.6),
-            dtype="float64",
-            seed=3,
-        ),
-        "forward_inverted_eval": row(
-            "Inverted evaluation pass: out = x, with no mask and no scaling (a given rng or mask "
-            "is ignored)",
-            DROPOUT.evaluation,
-            shape=(40, 30),
-            p_values=(0.2, 0.6),
-            dtype="float64",
-            seed=4,
-        ),
-        "forward_random": row(
-            "Inverted training pass drawing its own mask from rng: right rate, scale, independence",
-            DROPOUT.random,
-            tests=("scale", "rate", "independent", "reproducible"),
-            shape=(100, 40),
-            p=0.3,
-            dtype="float64",
-            seed=5,
-        ),
-        "forward_classic": Row(
-            "Classic scaling: train out = x * mask (no scaling), evaluation out = x * (1 - p)",
-            classic,
-            DROPOUT.functions,
-            {"shape": (40, 30), "p_values": (0.2, 0.6), "path": "mask", "seed": 6},
-        ),
-        "backward_with_mask": row(
-            "dropout_backward returns dout * mask * scale, in training and at evaluation (given "
-            "mask), also where x == 0",
-            BACKWARD.gradient,
-            shape=(8, 6),
-            p_values=(0.2, 0.6),
-            scaling="inverted",
-            seed=7,
-        ),
-        "backward_same_mask": row(
-            "dropout_backward reuses the forward pass's own random mask (drawn from rng)",
-            BACKWARD.gradient,
-            shape=(12, 10),
-            p=0.4,
-            scaling="inverted",
-            seed=8,
-        ),
-        "experiment_moments": Row(
-            "train_output_moments measures the mean and variance of the forward pass it is given",
-            experiment,
-            ("train_output_moments",),
-            {"p_values": (0.0, 0.2, 0.5, 0.8), "n_units": 5_000, "forward": "trusted", "seed": 9},
-        ),
-    }
-)
+# A table: one row per test cell (its property and visible defaults), laid out as such.
+# fmt: off
+ASSIGNMENT.declare({
+    "keep_mask_values": row(
+        "keep_mask returns a 0/1 mask of the requested shape; p = 0 keeps all, p = 1 drops all",
+        KEEP.values, shape=(100, 40), p=0.3, seed=0),
+    "keep_mask_rate": row(
+        "keep_mask keeps each unit with probability 1 - p, reproducibly from rng",
+        KEEP.random, tests=("rate", "reproducible"), shape=(40, 100), p_values=(0.2, 0.7), seed=1),
+    "keep_mask_independent": row(
+        "keep_mask draws every unit independently (no mask shared across the batch or units)",
+        KEEP.random, tests=("independent",), shape=(200, 40), p=0.5, seed=2),
+    "forward_inverted_train": row(
+        "Inverted training pass with a given mask: out = x * mask / (1 - p), x left untouched",
+        DROPOUT.injected, shape=(40, 30), p_values=(0.2, 0.6), dtype="float64", seed=3),
+    "forward_inverted_eval": row(
+        "Inverted evaluation pass: out = x, no mask, no scaling (a given rng or mask is ignored)",
+        DROPOUT.evaluation, shape=(40, 30), p_values=(0.2, 0.6), dtype="float64", seed=4),
+    "forward_random": row(
+        "Inverted training pass drawing its own mask from rng: right rate, scale, independence",
+        DROPOUT.random, tests=("scale", "rate", "independent", "reproducible"), shape=(100, 40),
+        p=0.3, dtype="float64", seed=5),
+    "forward_classic": Row(
+        "Classic scaling: train out = x * mask (no scaling), evaluation out = x * (1 - p)",
+        classic, DROPOUT.functions, {"shape": (40, 30), "p_values": (0.2, 0.6), "path": "mask",
+                                     "seed": 6}),
+    "backward_with_mask": row(
+        "dropout_backward returns dout * mask * scale, in training and at evaluation (given "
+        "mask), also where x == 0",
+        BACKWARD.gradient, shape=(8, 6), p_values=(0.2, 0.6), scaling="inverted", seed=7),
+    "backward_same_mask": row(
+        "dropout_backward reuses the forward pass's own random mask (drawn from rng)",
+        BACKWARD.gradient, shape=(12, 10), p=0.4, scaling="inverted", seed=8),
+    "experiment_moments": Row(
+        "train_output_moments measures the mean and variance of the forward pass it is given",
+        experiment, ("train_output_moments",), {"p_values": (0.0, 0.2, 0.5, 0.8), "n_units": 5000,
+                                                 "forward": "trusted", "seed": 9}),
+})
+# fmt: on
 ASSIGNMENT.seal()

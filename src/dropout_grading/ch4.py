@@ -35,6 +35,7 @@ from .properties import (
     Backprop,
     Expected,
     Explain,
+    Formula,
     Functions,
     Inputs,
     Layer,
@@ -46,12 +47,10 @@ from .properties import (
     matches,
     name_factor,
     require,
-    require_close,
     require_reproducible,
     row,
     scale_factors,
     scaled,
-    unpack,
 )
 
 ASSIGNMENT = Assignment(
@@ -160,13 +159,11 @@ class DropConnect(Layer):
         """
         d = inputs[1].shape[0]
         for name, factor in scale_factors(p).items():
+            if not 0 < factor < math.inf:
+                continue
             counts = out / factor
             rounded = np.rint(counts)
-            if not (
-                0 < factor < math.inf
-                and np.all(np.abs(counts - rounded) < 0.05)
-                and np.all((rounded >= 0) & (rounded < 2**d))
-            ):
+            if not np.all((np.abs(counts - rounded) < 0.05) & (rounded >= 0) & (rounded < 2**d)):
                 continue
             require(
                 name == "1/(1-p)" or not scale,
@@ -263,105 +260,77 @@ BACKWARD = DropConnectBackprop(
 
 VARIANCE_FACTORS = {  # factors in front of (x**2) @ (W**2), wrong ones with their hints
     "p/(1-p)": (lambda p: p / (1 - p), "that is the right factor"),
-    "p(1-p)": (
-        lambda p: p * (1 - p),
-        "p(1-p) is the variance of the 0/1 mask; the kept weight is scaled to W * K / (1 - p), "
-        "whose variance is W**2 p(1-p) / (1-p)**2 = W**2 p / (1-p)",
-    ),
-    "1": (
-        lambda p: 1.0,
-        "the Bernoulli factor is missing: it is p / (1 - p), which equals 1 only at p = 0.5",
-    ),
+    "p(1-p)": (lambda p: p * (1 - p), "p(1-p) is the variance of the 0/1 mask; the kept weight "
+               "is scaled to W * K / (1 - p), whose variance is W**2 p(1-p) / (1-p)**2 = "
+               "W**2 p / (1-p)"),
+    "1": (lambda p: 1.0, "the Bernoulli factor is missing: it is p / (1 - p), which equals 1 only "
+          "at p = 0.5"),
     "p": (lambda p: p, "the factor is p / (1 - p), from the variance of the scaled mask"),
-    "(1-p)/p": (
-        lambda p: (1 - p) / p,
-        "the factor is upside down: it is p / (1 - p) (p is the DROP probability)",
-    ),
-    "p/(1-p)^2": (
-        lambda p: p / (1 - p) ** 2,
-        "one 1/(1-p) too many: Var[K / (1 - p)] = p(1-p) / (1-p)**2 = p / (1-p)",
-    ),
+    "(1-p)/p": (lambda p: (1 - p) / p, "the factor is upside down: it is p / (1 - p) (p is the "
+                "DROP probability)"),
+    "p/(1-p)^2": (lambda p: p / (1 - p) ** 2, "one 1/(1-p) too many: Var[K / (1 - p)] = "
+                  "p(1-p) / (1-p)**2 = p / (1-p)"),
     "1-p": (lambda p: 1 - p, "the factor is p / (1 - p), from the variance of the scaled mask"),
+}  # fmt: skip
+MEAN_FACTORS = {
+    "1-p": " (1 - p: that is the mean of the classic, unscaled training output)",
+    "1/(1-p)": " (1/(1-p): the mean of K is 1 - p, which cancels the scale)",
 }
 
 
-def _mean(x: np.ndarray, W: np.ndarray, b: np.ndarray, p: float) -> Expected:
-    """The mean pre-activation and the mistakes that miss it."""
-    hints = {
-        "1-p": " (1 - p: that is the mean of the classic, unscaled training output)",
-        "1/(1-p)": " (1/(1-p): the mean of K is 1 - p, which cancels the scale)",
-    }
-    rescaled = scaled(
-        x @ W,
-        lambda c: (
-            f"x @ W comes out multiplied by {c:.4g}"
-            f"{hints.get(name_factor(c, scale_factors(p)) or '', '')}; a kept weight is W / (1 - p) "
-            "with probability 1 - p, so its mean is W and the mean pre-activation is x @ W + b (the "
+def _mean(inputs: Inputs, p: float) -> Expected:
+    """The mean pre-activation x @ W + b, and the mistakes that miss it."""
+    x, W, b = inputs
+
+    def rescaled(c: float) -> str:
+        name = MEAN_FACTORS.get(name_factor(c, scale_factors(p)) or "", "")
+        return (
+            f"x @ W comes out multiplied by {c:.4g}{name}; a kept weight is W / (1 - p) with "
+            "probability 1 - p, so its mean is W and the mean pre-activation is x @ W + b (the "
             "weight-scaled, evaluation output)"
-        ),
-        offset=b,
-    )
-    return Expected(
-        x @ W + b, "x @ W + b", [rescaled, matches(x @ W, "add the bias b (it is never dropped)")]
-    )
+        )
+
+    explains = [
+        scaled(x @ W, rescaled, offset=b),
+        matches(x @ W, "add the bias b (it is never dropped)"),
+    ]
+    return Expected(x @ W + b, "x @ W + b", explains)
 
 
-def _variance(x: np.ndarray, W: np.ndarray, b: np.ndarray, p: float) -> Expected:
-    """The variance of a pre-activation and the mistakes that miss it."""
+def _variance(inputs: Inputs, p: float) -> Expected:
+    """The variance p / (1 - p) * (x**2) @ (W**2), and the mistakes that miss it."""
+    x, W, _ = inputs
     squares, want = (x**2) @ (W**2), p / (1 - p) * (x**2) @ (W**2)
 
     def factor(c: float) -> str:
         name = name_factor(c, {n: f(p) for n, (f, _) in VARIANCE_FACTORS.items()})
         hint = f": {VARIANCE_FACTORS[name][1]}" if name else ""
-        return f"it is {c:.4g} * (x**2) @ (W**2), but the factor must be p / (1 - p) = {p / (1 - p):.4g}{hint}"
+        right = f"p / (1 - p) = {p / (1 - p):.4g}"
+        return f"it is {c:.4g} * (x**2) @ (W**2), but the factor must be {right}{hint}"
 
     term = "each term x[d] W[d, m] K / (1 - p) has variance x[d]**2 W[d, m]**2 p / (1 - p)"
+    sum_of_squares = (
+        "the variance of a sum of independent terms is the SUM of their variances, p / (1 - p) * "
+        "sum_d x[d]**2 W[d, m]**2, not the square of the sum"
+    )
     explains = [
         scaled(squares, factor),
         scaled(x @ (W**2), f"x must be squared: {term}"),
         scaled((x**2) @ W, f"W must be squared: {term}"),
-        scaled(
-            (x @ W) ** 2,
-            "the variance of a sum of independent terms is the SUM of their variances, "
-            "p / (1 - p) * sum_d x[d]**2 W[d, m]**2, not the square of the sum",
-        ),
-        lambda var: (
-            "that is the standard deviation; return the variance"
-            if np.all(close(var**2, want))
-            else None
-        ),
+        scaled((x @ W) ** 2, sum_of_squares),
+        matches(np.sqrt(want), "that is the standard deviation; return the variance"),
     ]
     return Expected(want, "p / (1 - p) * (x**2) @ (W**2)", explains)
 
 
-def _call_moments(fns: Functions, inputs: Inputs, p: float) -> tuple[np.ndarray, np.ndarray, str]:
-    """The student's (mean, var) as float64 (N, M) arrays, and the call as text."""
-    what = f"dropconnect_moments(x, W, b, p={p:g})"
-    result = call_pure(
-        fns["dropconnect_moments"], dict(zip("xWb", inputs, strict=True)), p, what=what
-    )
-    mean, var = unpack(result, what=what, names=("mean", "var"))
-    shape = DROPCONNECT.out_shape(inputs)
-    return (
-        as_array(mean, what=f"mean of {what}", shape=shape),
-        as_array(var, what=f"var of {what}", shape=shape),
-        what,
-    )
-
-
-def moments(
-    fns: Functions, *, which: str, shape: Any, p_values: Any, dtype: str, seed: int
-) -> None:
-    """The moment ``which`` ("mean" or "var") of dropconnect_moments, by value at each rate."""
-    rng = np.random.default_rng(seed)
-    for p in p_values:
-        inputs = DROPCONNECT.make_inputs(rng, tuple(shape), dtype)
-        mean, var, what = _call_moments(fns, inputs, p)
-        want = (_mean if which == "mean" else _variance)(*(a.astype(np.float64) for a in inputs), p)
-        actual = mean if which == "mean" else var
-        require_close(
-            actual, want.value, what=f"{which} of {what}", rule=want.rule, explains=want.explains
-        )
+MOMENTS = Formula(
+    "dropconnect_moments",
+    inputs=("x", "W", "b"),
+    outputs=("mean", "var"),
+    make_inputs=DROPCONNECT.make_inputs,
+    formulas={"mean": _mean, "var": _variance},
+    out_shape=DROPCONNECT.out_shape,
+)
 
 
 def _normal_cdf(z: np.ndarray) -> np.ndarray:
@@ -401,7 +370,7 @@ def moment_matching(
         raise ValueError("the check's bounds need M >= 6 outputs and samples >= 3000")
     inputs = _centred_layer(np.random.default_rng(seed), shape, p, dtype)
     x, W, b = (a.astype(np.float64) for a in inputs)
-    own_mean, own_var, _ = _call_moments(fns, inputs, p)
+    own_mean, own_var = MOMENTS.call(fns, inputs, p)[0].values()
     # A correct function may use the student's moments (if they define a Gaussian) or its own.
     candidates = {"the exact": _normal_cdf((x @ W + b) / np.sqrt(p / (1 - p) * (x**2) @ (W**2)))}
     if np.all(own_var > 0) and np.all(np.isfinite(own_mean)):
@@ -454,103 +423,50 @@ def moment_matching(
 
 FORWARD = {"shape": (6, 5, 4), "p_values": (0.2, 0.6), "dtype": "float64"}
 GRADIENT = {"shape": (5, 4, 3), "p_values": (0.2, 0.6), "dtype": "float64"}
-MOMENTS = ("dropconnect_moments",)
 
-ASSIGNMENT.declare(
-    {
-        "forward_train_mask": row(
-            "Training pass with a given (N, D, M) mask: out[n] = x[n] @ (W * mask[n]) / (1 - p) + b",
-            DROPCONNECT.injected,
-            **FORWARD,
-            seed=0,
-        ),
-        "forward_eval": row(
-            "Evaluation pass: out = x @ W + b, no mask and no scaling (a given rng or mask is "
-            "ignored)",
-            DROPCONNECT.evaluation,
-            **FORWARD,
-            seed=1,
-        ),
-        "forward_random": row(
-            "Training pass drawing its masks from rng: weights dropped at rate p, kept ones scaled",
-            DROPCONNECT.random,
-            tests=("scale", "rate", "reproducible"),
-            shape=(60, 12, 10),
-            p=0.3,
-            dtype="float64",
-            seed=2,
-        ),
-        "forward_per_example": row(
-            "Each example gets its own mask, one independent draw per weight (no mask shared)",
-            DROPCONNECT.random,
-            tests=("independent",),
-            shape=(60, 12, 10),
-            p=0.5,
-            dtype="float64",
-            seed=3,
-        ),
-        "backward_dx": row(
-            "dx is the gradient in x: each example through its own thinned weights (and at "
-            "evaluation), also where x == 0",
-            BACKWARD.gradient,
-            wrt="x",
-            **GRADIENT,
-            seed=4,
-        ),
-        "backward_dW": row(
-            "dW is the gradient in W: each example contributes through its own mask",
-            BACKWARD.gradient,
-            wrt="W",
-            **GRADIENT,
-            seed=5,
-        ),
-        "backward_db": row(
-            "db is the gradient in b: dout summed over the examples, never masked or scaled",
-            BACKWARD.gradient,
-            wrt="b",
-            **GRADIENT,
-            seed=6,
-        ),
-        "backward_same_mask": row(
-            "The backward pass reuses the masks the forward pass drew from rng (no fresh draw)",
-            BACKWARD.gradient,
-            up_to_factor=True,  # the factor is graded in backward_dx
-            shape=(8, 5, 4),
-            p=0.4,
-            dtype="float64",
-            seed=7,
-        ),
-        "moments_mean": Row(
-            "The mean of each training pre-activation is the evaluation output x @ W + b",
-            moments,
-            MOMENTS,
-            {
-                "which": "mean",
-                "shape": (5, 6, 4),
-                "p_values": (0.2, 0.7),
-                "dtype": "float64",
-                "seed": 8,
-            },
-        ),
-        "moments_variance": Row(
-            "The variance of each training pre-activation is p / (1 - p) * (x**2) @ (W**2)",
-            moments,
-            MOMENTS,
-            {
-                "which": "var",
-                "shape": (5, 6, 4),
-                "p_values": (0.2, 0.7),
-                "dtype": "float64",
-                "seed": 9,
-            },
-        ),
-        "moment_matching": Row(
-            "moment_matching_predict averages activation(u) over samples of u ~ N(mean, var), from "
-            "rng",
-            moment_matching,
-            ("moment_matching_predict", "dropconnect_moments"),
-            {"shape": (3, 8, 6), "p": 0.3, "samples": 4000, "dtype": "float64", "seed": 10},
-        ),
-    }
-)
+# A table: one row per test cell (its property and visible defaults), laid out as such.
+# fmt: off
+ASSIGNMENT.declare({
+    "forward_train_mask": row(
+        "Training pass with a given (N, D, M) mask: out[n] = x[n] @ (W * mask[n]) / (1 - p) + b",
+        DROPCONNECT.injected, **FORWARD, seed=0),
+    "forward_eval": row(
+        "Evaluation pass: out = x @ W + b, no mask and no scaling (a given rng or mask is ignored)",
+        DROPCONNECT.evaluation, **FORWARD, seed=1),
+    "forward_random": row(
+        "Training pass drawing its masks from rng: weights dropped at rate p, kept ones scaled",
+        DROPCONNECT.random, tests=("scale", "rate", "reproducible"), shape=(60, 12, 10), p=0.3,
+        dtype="float64", seed=2),
+    "forward_per_example": row(
+        "Each example gets its own mask, one independent draw per weight (no mask shared)",
+        DROPCONNECT.random, tests=("independent",), shape=(60, 12, 10), p=0.5, dtype="float64",
+        seed=3),
+    "backward_dx": row(
+        "dx is the gradient in x: each example through its own thinned weights (and at "
+        "evaluation), also where x == 0",
+        BACKWARD.gradient, wrt="x", **GRADIENT, seed=4),
+    "backward_dW": row(
+        "dW is the gradient in W: each example contributes through its own mask",
+        BACKWARD.gradient, wrt="W", **GRADIENT, seed=5),
+    "backward_db": row(
+        "db is the gradient in b: dout summed over the examples, never masked or scaled",
+        BACKWARD.gradient, wrt="b", **GRADIENT, seed=6),
+    "backward_same_mask": row(  # up to a factor: the factor is graded in backward_dx
+        "The backward pass reuses the masks the forward pass drew from rng (no fresh draw)",
+        BACKWARD.gradient, up_to_factor=True, shape=(8, 5, 4), p=0.4, dtype="float64", seed=7),
+    "moments_mean": row(
+        "The mean of each training pre-activation is the evaluation output x @ W + b",
+        MOMENTS.value, output="mean", shape=(5, 6, 4), p_values=(0.2, 0.7), dtype="float64",
+        seed=8),
+    "moments_variance": row(
+        "The variance of each training pre-activation is p / (1 - p) * (x**2) @ (W**2)",
+        MOMENTS.value, output="var", shape=(5, 6, 4), p_values=(0.2, 0.7), dtype="float64",
+        seed=9),
+    "moment_matching": Row(
+        "moment_matching_predict averages activation(u) over samples of u ~ N(mean, var), from "
+        "rng",
+        moment_matching, ("moment_matching_predict", "dropconnect_moments"),
+        {"shape": (3, 8, 6), "p": 0.3, "samples": 4000, "dtype": "float64", "seed": 10}),
+})
+# fmt: on
 ASSIGNMENT.seal()

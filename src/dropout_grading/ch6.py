@@ -63,7 +63,8 @@ LOCKED = Draw(
     shared_over="time step",
     axis_names={0: "sequences", 2: "features"},
 )
-NOISE = Draw("gaussian_noise", noise=True)
+NOISE = Draw("gaussian_noise", noise=True, axis_names={0: "examples", 1: "units"})
+RATE = ("rate", "reproducible")
 
 ADDITIVE = (
     "out is x plus noise: Gaussian dropout MULTIPLIES x by the noise (out = x * noise), so each "
@@ -106,128 +107,55 @@ class GaussianDropout(Layer):
         return out / inputs[0]
 
 
-GAUSSIAN = GaussianDropout("gaussian_dropout_forward", inject="noise")
+GAUSSIAN = GaussianDropout("gaussian_dropout_forward", inject="noise", axis_names=NOISE.axis_names)
 
-ASSIGNMENT.declare(
-    {
-        "channel_mask_shape": row(
-            "channel_mask returns a 0/1 mask of shape (N, C, 1, ..., 1); p = 0 keeps all, p = 1 "
-            "none",
-            CHANNEL.values,
-            shape=(8, 5, 6, 7),
-            p=0.4,
-            seed=0,
-        ),
-        "channel_mask_shared": row(
-            "channel_mask keeps or drops whole feature maps: one draw for every position of a "
-            "channel",
-            CHANNEL.shared,
-            shape=(6, 4, 5, 5),
-            p=0.5,
-            seed=1,
-        ),
-        "channel_mask_rate": row(
-            "channel_mask keeps each (example, channel) with probability 1 - p, reproducibly from "
-            "rng",
-            CHANNEL.random,
-            tests=("rate", "reproducible"),
-            shape=(50, 40, 3, 3),
-            p_values=(0.2, 0.7),
-            seed=2,
-        ),
-        "channel_mask_independent": row(
-            "channel_mask draws every (example, channel) independently: no mask shared by the "
-            "batch",
-            CHANNEL.random,
-            tests=("independent",),
-            shape=(100, 20, 4, 4),
-            p=0.5,
-            seed=3,
-        ),
-        "locked_mask_shape": row(
-            "locked_mask returns a 0/1 mask of shape (N, 1, D); p = 0 keeps all, p = 1 none",
-            LOCKED.values,
-            shape=(6, 9, 5),
-            p=0.4,
-            seed=4,
-        ),
-        "locked_mask_shared": row(
-            "locked_mask drops the same features of a sequence at every time step",
-            LOCKED.shared,
-            shape=(8, 12, 6),
-            p=0.5,
-            seed=5,
-        ),
-        "locked_mask_rate": row(
-            "locked_mask keeps each (sequence, feature) with probability 1 - p, reproducibly from "
-            "rng",
-            LOCKED.random,
-            tests=("rate", "reproducible"),
-            shape=(50, 3, 40),
-            p_values=(0.2, 0.7),
-            seed=6,
-        ),
-        "locked_mask_independent": row(
-            "locked_mask draws every (sequence, feature) independently: no mask shared by the "
-            "batch",
-            LOCKED.random,
-            tests=("independent",),
-            shape=(100, 4, 20),
-            p=0.5,
-            seed=7,
-        ),
-        "gaussian_noise_mean": row(
-            "gaussian_noise has the requested shape and mean 1 (p = 0: exactly 1), reproducibly",
-            NOISE.random,
-            tests=("extremes", "mean", "reproducible"),
-            shape=(200, 100),
-            p_values=(0.3, 0.7),
-            seed=10,
-        ),
-        "gaussian_noise_variance": row(
-            "gaussian_noise has variance p / (1 - p), the variance of the Bernoulli factor "
-            "m / (1 - p)",
-            NOISE.random,
-            tests=("variance",),
-            shape=(200, 100),
-            p_values=(0.2, 0.7),
-            seed=11,
-        ),
-        "gaussian_noise_independent": row(
-            "gaussian_noise draws every factor independently (no noise shared by examples or "
-            "units)",
-            NOISE.random,
-            tests=("independent",),
-            shape=(200, 100),
-            p=0.5,
-            seed=12,
-        ),
-        "gaussian_forward_train": row(
-            "Training pass with given noise: out = x * noise, x left untouched",
-            GAUSSIAN.injected,
-            shape=(40, 30),
-            p_values=(0.2, 0.6),
-            dtype="float64",
-            seed=13,
-        ),
-        "gaussian_forward_eval": row(
-            "Evaluation pass: out = x, with no noise and no scaling (a given rng or noise is "
-            "ignored)",
-            GAUSSIAN.evaluation,
-            shape=(40, 30),
-            p_values=(0.2, 0.6),
-            dtype="float64",
-            seed=14,
-        ),
-        "gaussian_forward_random": row(
-            "Training pass drawing its own noise: independent factors, mean 1, variance p / (1 - p)",
-            GAUSSIAN.random,
-            tests=("mean", "variance", "independent", "reproducible"),
-            shape=(200, 100),
-            p=0.4,
-            dtype="float64",
-            seed=15,
-        ),
-    }
-)
+# A table: one row per test cell (its property and visible defaults), laid out as such.
+# fmt: off
+ASSIGNMENT.declare({
+    "channel_mask_shape": row(
+        "channel_mask returns a 0/1 mask of shape (N, C, 1, ..., 1); p = 0 keeps all, p = 1 none",
+        CHANNEL.values, shape=(8, 5, 6, 7), p=0.4, seed=0),
+    "channel_mask_shared": row(
+        "channel_mask keeps or drops whole feature maps: one draw for every position of a channel",
+        CHANNEL.shared, shape=(6, 4, 5, 5), p=0.5, seed=1),
+    "channel_mask_rate": row(
+        "channel_mask keeps each (example, channel) with probability 1 - p, reproducibly from rng",
+        CHANNEL.random, tests=RATE, shape=(50, 40, 3, 3), p_values=(0.2, 0.7), seed=2),
+    "channel_mask_independent": row(
+        "channel_mask draws every (example, channel) independently: no mask shared by the batch",
+        CHANNEL.random, tests=("independent",), shape=(100, 20, 4, 4), p=0.5, seed=3),
+    "locked_mask_shape": row(
+        "locked_mask returns a 0/1 mask of shape (N, 1, D); p = 0 keeps all, p = 1 none",
+        LOCKED.values, shape=(6, 9, 5), p=0.4, seed=4),
+    "locked_mask_shared": row(
+        "locked_mask drops the same features of a sequence at every time step",
+        LOCKED.shared, shape=(8, 12, 6), p=0.5, seed=5),
+    "locked_mask_rate": row(
+        "locked_mask keeps each (sequence, feature) with probability 1 - p, reproducibly from rng",
+        LOCKED.random, tests=RATE, shape=(50, 3, 40), p_values=(0.2, 0.7), seed=6),
+    "locked_mask_independent": row(
+        "locked_mask draws every (sequence, feature) independently: no mask shared by the batch",
+        LOCKED.random, tests=("independent",), shape=(100, 4, 20), p=0.5, seed=7),
+    "gaussian_noise_mean": row(
+        "gaussian_noise has the requested shape and mean 1 (p = 0: exactly 1), reproducibly",
+        NOISE.random, tests=("extremes", "mean", "reproducible"), shape=(200, 100),
+        p_values=(0.3, 0.7), seed=10),
+    "gaussian_noise_variance": row(
+        "gaussian_noise has variance p / (1 - p), the variance of the Bernoulli factor m / (1 - p)",
+        NOISE.random, tests=("variance",), shape=(200, 100), p_values=(0.2, 0.7), seed=11),
+    "gaussian_noise_independent": row(
+        "gaussian_noise draws every factor independently (no noise shared by examples or units)",
+        NOISE.random, tests=("independent",), shape=(200, 100), p=0.5, seed=12),
+    "gaussian_forward_train": row(
+        "Training pass with given noise: out = x * noise, x left untouched",
+        GAUSSIAN.injected, shape=(40, 30), p_values=(0.2, 0.6), dtype="float64", seed=13),
+    "gaussian_forward_eval": row(
+        "Evaluation pass: out = x, no noise and no scaling (a given rng or noise is ignored)",
+        GAUSSIAN.evaluation, shape=(40, 30), p_values=(0.2, 0.6), dtype="float64", seed=14),
+    "gaussian_forward_random": row(
+        "Training pass drawing its own noise: independent factors, mean 1, variance p / (1 - p)",
+        GAUSSIAN.random, tests=("mean", "variance", "independent", "reproducible"),
+        shape=(200, 100), p=0.4, dtype="float64", seed=15),
+})
+# fmt: on
 ASSIGNMENT.seal()

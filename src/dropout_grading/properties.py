@@ -1,40 +1,36 @@
 """The property kit: what a dropout-like function must do, each property written once.
 
-An assignment's checks module describes the student's functions as *subjects* and declares its
-test cells as a table: each row is one property of a subject, its visible defaults, and the
-sentence printed on a pass (``row``). Subjects:
+A checks module describes the student's functions as *subjects* and declares its test cells as a
+table: one ``row`` per cell, a property of a subject with its visible defaults and the sentence
+printed on a pass. Subjects and their properties:
 
-* ``Draw``: ``f(shape, p, rng)`` returns a keep mask (bool or 0/1) or multiplicative noise, one
-  draw per index of its drawn axes, shared along the others (a channel mask is drawn per (example,
-  channel) and shared over the positions). Properties: ``values`` (shape, 0/1 entries, p = 0
-  keeps everything and p = 1 nothing), ``shared`` (constant along the shared axes), ``random``.
-* ``Layer`` (subclassed with the formulas): a forward pass ``f(*inputs, p, *, train, rng=None,
-  <mask or noise>=None, **options) -> (out, cache)``. Properties: ``injected`` (the exact output
-  with the randomness injected, as a bool and as a float mask), ``evaluation`` (the exact output
-  at ``train=False``, also when an ``rng`` and a mask or noise are given: they must be ignored),
-  ``random`` (the draws read back from passes that draw from ``rng``).
-* ``Backprop``: the backward pass ``g(dout, cache)`` of a Layer. Property: ``gradient`` (each
-  gradient equals the Jacobian of the student's OWN forward pass, computed with
-  ``dropout_course.gradcheck.numerical_gradient`` with the same randomness, on inputs holding
-  exact zeros like a ReLU layer's output, so a forward mistake costs no backward cell and
-  ``dout * out / x`` fails).
+* ``Draw``, ``f(shape, p, rng)`` -> a keep mask (0/1) or multiplicative noise, one draw per index
+  of its drawn axes, shared along the others (a channel mask: per (example, channel), shared over
+  the positions). ``values``: shape and 0/1 entries, p = 0 keeps all, p = 1 none. ``shared``: the
+  draw is constant along the shared axes. ``random``: see below.
+* ``Layer`` (subclassed with the formulas), ``f(*inputs, p, *, train, rng=None, <mask or
+  noise>=None, **options)`` -> ``(out, cache)``. ``injected``: the exact training output with the
+  randomness injected (a mask as bool and as float). ``evaluation``: the exact output at
+  ``train=False``, also when an ``rng`` and a mask (noise) are given, which it must ignore.
+  ``random``: on the draws read back from passes that draw from ``rng``.
+* ``Formula``, ``f(*inputs, p)`` -> named arrays. ``value``: an output (a returned statistic)
+  equals its formula, exactly or within a statistical tolerance.
+* ``Backprop``, the backward pass ``g(dout, cache)`` of a Layer. ``gradient``: equal to the
+  Jacobian of the student's OWN forward pass (``dropout_course.gradcheck.numerical_gradient``
+  with the same randomness), so a forward mistake costs no backward cell; the inputs hold exact
+  zeros, as a ReLU layer's output does, so ``dout * out / x`` fails.
 
-Every call is *pure*: array inputs are passed as copies and must come back untouched, the result
-must have the documented structure and shape. ``random(tests=...)`` runs, on the draws:
-
-* ``"rate"``: kept with probability 1 - p (Bernstein, ``bounds.binomial_tolerance``);
-* ``"mean"``, ``"variance"``: noise with mean 1 (Gaussian tail) and variance p / (1 - p)
-  (Laurent-Massart chi-square interval), counting noise wrongly shared along an axis once;
-* ``"independent"``: disjoint neighbours along each axis agree as often as independent draws do
-  (masks: Bernstein on the agreeing pairs; noise: a chi-square ratio);
-* ``"scale"``: (a Layer) what a pass keeps comes out with the right scale;
-* ``"extremes"``: p = 0 keeps everything (noise: all 1), p = 1 keeps nothing (masks);
-* ``"reproducible"``: equal for two generators with one seed, new for two calls with one rng.
-
-The statistical tests of one check share ``FALSE_FAIL`` evenly over tests and rates (a union
-bound), so a correct implementation fails a check with probability below 1e-9. Messages say what
-was measured, what was expected, and the likely mistake: an ``Explain`` maps an output to the hint
-of the mistake that produces it (``matches``, ``scaled`` with ``factor_named``, ``mask_explains``).
+``random(tests=...)``: ``"rate"`` (kept with probability 1 - p, Bernstein), ``"mean"`` and
+``"variance"`` (noise N(1, p / (1 - p)): Gaussian tail, Laurent-Massart chi-square),
+``"independent"`` (disjoint neighbours along each axis: Bernstein on agreeing pairs for masks, a
+chi-square ratio for noise), ``"scale"`` (a Layer's kept values have the right factor),
+``"extremes"`` (p = 0 keeps all or gives noise 1, p = 1 keeps none) and ``"reproducible"`` (equal
+for two generators with one seed, new for two calls with one rng). The statistical tests of a
+check split ``FALSE_FAIL`` evenly over tests and rates (union bound): a correct implementation
+fails with probability < 1e-9. Every call is pure: inputs are copies that must come back
+untouched, results must have the documented structure and shape. A failure says what was
+measured, what was expected, and the likely mistake: an ``Explain`` maps a wrong output to the
+hint of the mistake that produces it.
 """
 
 from __future__ import annotations
@@ -63,7 +59,6 @@ RTOL = 1e-5
 Functions = Mapping[str, BoundFunction]
 Inputs = tuple[np.ndarray, ...]
 Explain = Callable[[np.ndarray], "str | None"]
-"""Maps a wrong output to the hint of the mistake that produces it (None: not that mistake)."""
 
 
 def row(summary: str, prop: Callable[..., None], **defaults: Any) -> Row:
@@ -71,7 +66,7 @@ def row(summary: str, prop: Callable[..., None], **defaults: Any) -> Row:
     return Row(summary, prop, prop.__self__.functions, defaults)  # type: ignore[attr-defined]
 
 
-# Reading and comparing ----------------------------------------------------------------------------
+# Reading, comparing, explaining -------------------------------------------------------------------
 
 
 def as_array(value: Any, *, what: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -90,10 +85,9 @@ def as_array(value: Any, *, what: str, shape: tuple[int, ...] | None = None) -> 
 def unpack(result: Any, *, what: str, names: tuple[str, ...]) -> tuple[Any, ...]:
     """Split a returned tuple such as ``(out, cache)``, or say what came back instead."""
     if not isinstance(result, (tuple, list)) or len(result) != len(names):
-        got = f"a {type(result).__name__}"
-        if isinstance(result, (tuple, list)):
-            got += f" of length {len(result)}"
-        raise StudentError(f"{what} must return ({', '.join(names)}), but returned {got}")
+        got = type(result).__name__
+        got += f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""
+        raise StudentError(f"{what} must return ({', '.join(names)}), but returned a {got}")
     return tuple(result)
 
 
@@ -103,7 +97,7 @@ unpack_pair = unpack  # the name chapters 1, 3 and 5 import
 def call_pure(
     function: BoundFunction, inputs: Mapping[str, np.ndarray], *args: Any, what: str, **kwargs: Any
 ) -> Any:
-    """``function(*inputs, *args, **kwargs)`` on copies of the ``inputs`` arrays, which must come
+    """``function(*inputs, *args, **kwargs)`` on copies of the arrays ``inputs``, which must come
     back untouched (the caller still needs them)."""
     given = {name: array.copy() for name, array in inputs.items()}
     result = function(*given.values(), *args, **kwargs)
@@ -122,23 +116,20 @@ def close(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
     return np.abs(actual - expected) <= RTOL * np.abs(expected) + floor
 
 
+def near(actual: np.ndarray, expected: np.ndarray, tolerance: Any = None) -> bool:
+    """True if all of ``actual`` is ``close`` to ``expected``, or within ``tolerance`` (NaN: no)."""
+    if tolerance is None:
+        return bool(np.all(close(actual, expected)))
+    return bool(np.all(np.abs(actual - expected) < tolerance))
+
+
 def proportional(actual: np.ndarray, basis: np.ndarray) -> float | None:
     """The factor c with ``actual == c * basis`` (up to float32 rounding), or None."""
     norm = float(np.sum(basis * basis))
     if norm == 0.0 or not np.all(np.isfinite(actual)):
         return None
     factor = float(np.sum(actual * basis)) / norm
-    return factor if np.all(close(actual, factor * basis)) else None
-
-
-def worst(actual: np.ndarray, expected: np.ndarray) -> str:
-    """The largest difference and where, for messages."""
-    gap = np.where(np.isfinite(actual), np.abs(actual - expected), np.inf)
-    index = np.unravel_index(np.argmax(gap), actual.shape)
-    return (
-        f"largest difference at index {tuple(int(i) for i in index)}: got "
-        f"{actual[index]:.6g}, expected {expected[index]:.6g}"
-    )
+    return factor if near(actual, factor * basis) else None
 
 
 def require(condition: bool, message: str) -> None:
@@ -156,33 +147,24 @@ def require_close(
     explains: Sequence[Explain] = (),
     tolerance: Any = None,
 ) -> None:
-    """``actual == expected`` up to float32 rounding (or within ``tolerance``); otherwise the first
-    of ``explains`` that recognises the output names the mistake."""
-    if tolerance is None:
-        right = close(actual, expected)
-    else:
-        right = np.abs(actual - expected) < tolerance  # NaN fails too
-    if np.all(right):
+    """``actual == expected`` (``near``); else the first of ``explains`` that recognises the
+    output names the mistake, or the message shows the largest difference."""
+    if near(actual, expected, tolerance):
         return
     for explain in explains:
         if (hint := explain(actual)) is not None:
             raise CheckFailure(f"{what} must be {rule}: {hint}")
-    raise CheckFailure(f"{what} must be {rule}; {worst(actual, expected)}")
-
-
-# Explaining a wrong output ------------------------------------------------------------------------
+    gap = np.where(np.isfinite(actual), np.abs(actual - expected), np.inf)
+    index = np.unravel_index(np.argmax(gap), actual.shape)
+    raise CheckFailure(
+        f"{what} must be {rule}; largest difference at index {tuple(int(i) for i in index)}: "
+        f"got {actual[index]:.6g}, expected {expected[index]:.6g}"
+    )
 
 
 def matches(alternative: np.ndarray, hint: str, *, tolerance: Any = None) -> Explain:
-    """Recognises the output ``alternative`` (what a classic mistake computes), up to float32
-    rounding or within ``tolerance``."""
-
-    def explain(out: np.ndarray) -> str | None:
-        if tolerance is None:
-            return hint if np.all(close(out, alternative)) else None
-        return hint if np.all(np.abs(out - alternative) < tolerance) else None
-
-    return explain
+    """Recognises the output ``alternative`` (what a classic mistake computes)."""
+    return lambda out: hint if near(out, alternative, tolerance) else None
 
 
 def scaled(basis: np.ndarray, hint: str | Callable[[float], str], *, offset: Any = 0.0) -> Explain:
@@ -228,7 +210,7 @@ def name_factor(factor: float, candidates: Mapping[str, float]) -> str | None:
 
 
 def factor_named(p: float, what: str) -> Callable[[float], str]:
-    """A hint for ``scaled``: "<what> multiplied by c", with the mistake c stands for if known."""
+    """A hint for ``scaled``: "<what> multiplied by c", and the mistake c stands for if known."""
 
     def hint(factor: float) -> str:
         name = name_factor(factor, scale_factors(p))
@@ -239,11 +221,9 @@ def factor_named(p: float, what: str) -> Callable[[float], str]:
 
 
 def mask_explains(x: np.ndarray, keep: np.ndarray, *, zero_hint: str) -> list[Explain]:
-    """Mistakes of an elementwise masked output ``x * keep * factor`` (entries where x == 0 say
-    nothing): keep and drop swapped, dropped units alive, kept units lost (``zero_hint`` says why).
-    """
-    live = x != 0
-    kept, dropped = keep & live, ~keep & live
+    """Mistakes of an elementwise output ``x * keep * factor`` (entries with x == 0 say nothing):
+    keep and drop swapped, dropped units alive, kept units lost (``zero_hint`` says why)."""
+    kept, dropped = keep & (x != 0), ~keep & (x != 0)
 
     def swapped(out: np.ndarray) -> str | None:
         alive = ~np.isclose(out, 0.0)
@@ -258,35 +238,27 @@ def mask_explains(x: np.ndarray, keep: np.ndarray, *, zero_hint: str) -> list[Ex
 
     def lost(out: np.ndarray) -> str | None:
         zeros = np.isclose(out, 0.0) & kept
-        if not zeros.any():
-            return None
+        share = f"{zeros.sum() / max(kept.sum(), 1):.0%}"
         return (
-            f"{zeros.sum() / kept.sum():.0%} of the units that must be kept come out 0: {zero_hint}"
+            f"{share} of the units that must be kept come out 0: {zero_hint}"
+            if zeros.any()
+            else None
         )
 
     return [swapped, lost]
 
 
-# Inputs -------------------------------------------------------------------------------------------
-
-
 def activations(
     rng: np.random.Generator, shape: tuple[int, ...], dtype: str = "float64", *, zeros: float = 0.25
 ) -> np.ndarray:
-    """Random signs and |x| in [0.5, 1.5], with exact zeros at a fraction ``zeros`` of the entries
-    (the first one always): a ReLU layer's output has them, and a backward pass that divides by x
-    fails there."""
+    """Random signs and |x| in [0.5, 1.5], exact zeros at a fraction ``zeros`` of the entries (the
+    first one always), as in a ReLU layer's output: a backward pass dividing by x fails there."""
     values = np.where(rng.random(shape) < 0.5, -1.0, 1.0) * rng.uniform(0.5, 1.5, shape)
     if zeros:
         hole = rng.random(shape) < zeros
         hole.flat[0] = True
         values[hole] = 0.0
     return values.astype(dtype)
-
-
-def positive_inputs(shape: tuple[int, ...], dtype: str) -> np.ndarray:
-    """Inputs in [0.5, 1.5] with no zeros, from which ``out / x`` reads a pass's draws back."""
-    return np.resize(np.linspace(0.5, 1.5, 11), shape).astype(dtype)
 
 
 # Statistics of draws ------------------------------------------------------------------------------
@@ -297,15 +269,14 @@ def require_count(
 ) -> None:
     """Check ``count`` is a plausible Binomial(n, q) draw (Bernstein: false fail < ``delta``).
 
-    ``hints`` maps other rates to the mistake that would produce them; the nearest one whose own
+    ``hints`` maps other rates to the mistake that would produce them; the first one whose own
     tolerance contains the observed count is named in the message.
     """
     tolerance = binomial_tolerance(n, q, delta)
     if abs(count - n * q) < tolerance:
         return
-    observed = count / n
     message = (
-        f"{what}: observed {observed:.4f} over {n} draws, expected {q:.4f} "
+        f"{what}: observed {count / n:.4f} over {n} draws, expected {q:.4f} "
         f"(+- {tolerance / n:.4f}; a correct solution misses by that much with probability "
         f"< {delta:.0e})"
     )
@@ -316,17 +287,25 @@ def require_count(
     raise CheckFailure(message)
 
 
-def distinct_draws(values: np.ndarray, *, what: str) -> np.ndarray:
+def require_rate(kept: np.ndarray, p: float, *, delta: float, what: str) -> None:
+    """The draws the mask holds keep with probability 1 - p: Bernstein at ``delta``."""
+    hints = {p: "that is p: keep and drop are swapped (keep with probability 1 - p)"}
+    count = int(np.count_nonzero(kept))
+    require_count(
+        count, kept.size, 1.0 - p, delta=delta, what=f"{what}: fraction kept", hints=hints
+    )
+
+
+def _distinct(values: np.ndarray, *, what: str) -> np.ndarray:
     """``values`` reduced to its first slice along every axis whose slices are all equal.
 
-    Independent continuous draws are never equal (up to float32 rounding) along a whole axis, so
-    this changes nothing for a correct implementation; noise wrongly shared along an axis is
-    counted once, so mean and variance measure the draws it really holds and only the
-    independence test fails.
+    Independent continuous draws are never equal along a whole axis, so this changes nothing for a
+    correct implementation; noise wrongly shared along an axis is counted once, so mean and
+    variance measure the draws it holds and only the independence test fails.
     """
     for axis in range(values.ndim):
         first = values.take([0], axis=axis)
-        if values.shape[axis] > 1 and np.all(close(values, first)):
+        if values.shape[axis] > 1 and near(values, first):
             values = first
     require(values.size >= 2, f"{what}: every factor is the same; draw one factor per unit")
     return values
@@ -337,49 +316,16 @@ def gaussian_dropout_std(p: float) -> float:
     return math.sqrt(p / (1 - p))
 
 
-def _wrong_stds(p: float) -> dict[str, tuple[float, str]]:
-    """Standard deviations of the noise that classic mistakes give, with what each one means."""
-    return {
-        "p": (
-            p,
-            "std = p is the classic slip: the Bernoulli factor m / (1 - p) has variance "
-            "p / (1 - p), so the std is sqrt(p / (1 - p))",
-        ),
-        "p / (1 - p)": (
-            p / (1 - p),
-            "p / (1 - p) is the variance: take its square root for the standard deviation",
-        ),
-        "sqrt(p (1 - p))": (
-            math.sqrt(p * (1 - p)),
-            "sqrt(p (1 - p)) is the std of the 0/1 mask m itself; the factor m / (1 - p) has "
-            "variance p / (1 - p)",
-        ),
-    }
-
-
-def require_rate(kept: np.ndarray, p: float, *, delta: float, what: str) -> None:
-    """The draws keep with probability 1 - p: Bernstein on Binomial(n, 1 - p) at ``delta``."""
-    require_count(
-        int(np.count_nonzero(kept)),
-        kept.size,  # the draws the mask holds (fewer if it shares them wrongly)
-        1.0 - p,
-        delta=delta,
-        what=f"{what}: fraction kept",
-        hints={p: "that is p: keep and drop are swapped (keep with probability 1 - p)"},
-    )
-
-
 def require_mean_one(values: np.ndarray, p: float, *, delta: float, what: str) -> None:
     """The mean of iid N(1, p / (1 - p)) draws is 1 (Gaussian tail bound at ``delta``).
 
-    The tolerance uses the larger of the expected and the measured standard deviation, which
-    only widens it for a correct implementation (false fail still < ``delta``) and keeps the mean
-    test meaningful when the spread is wrong (that costs the variance test, not this one).
+    The tolerance uses the larger of the expected and the measured standard deviation: that only
+    widens it for a correct implementation and keeps the test meaningful when the spread is wrong
+    (which costs the variance test, not this one).
     """
-    values = distinct_draws(values, what=what)
+    values = _distinct(values, what=what)
     std = max(gaussian_dropout_std(p), float(values.std()))
-    tolerance = normal_mean_tolerance(values.size, std, delta)
-    mean = float(values.mean())
+    tolerance, mean = normal_mean_tolerance(values.size, std, delta), float(values.mean())
     if abs(mean - 1.0) < tolerance:  # NaN fails too
         return
     hint = "Gaussian dropout multiplies x by noise centred at 1, e.g. 1 + std * standard normal"
@@ -397,11 +343,9 @@ def require_mean_one(values: np.ndarray, p: float, *, delta: float, what: str) -
 
 
 def require_variance(values: np.ndarray, p: float, *, delta: float, what: str) -> None:
-    """Continuous draws (no exact zeros) with variance p / (1 - p) (chi-square bound, ``delta``).
-
-    For n iid N(mu, s^2) draws, (n - 1) * sample variance / s^2 ~ chi-square(n - 1).
-    """
-    values = distinct_draws(values, what=what)
+    """Continuous draws (no exact zeros) with variance p / (1 - p) (chi-square bound, ``delta``):
+    for n iid N(mu, s^2) draws, (n - 1) * sample variance / s^2 ~ chi-square(n - 1)."""
+    values = _distinct(values, what=what)
     # A Gaussian draw is exactly 0 with probability < 2**-100 (float32 or float64).
     zeros = int(np.count_nonzero(values == 0))
     require(
@@ -418,7 +362,15 @@ def require_variance(values: np.ndarray, p: float, *, delta: float, what: str) -
         f" expected p / (1 - p) = {want:.4f} (std {math.sqrt(want):.4f}; a correct solution misses"
         f" [{low * want:.4f}, {high * want:.4f}] with probability < {delta:.0e})"
     )
-    for name, (std, meaning) in _wrong_stds(p).items():
+    wrong_stds = {  # the noise's std under classic mistakes, and what each one means
+        "p": (p, "std = p is the classic slip: the Bernoulli factor m / (1 - p) has variance "
+              "p / (1 - p), so the std is sqrt(p / (1 - p))"),
+        "p / (1 - p)": (p / (1 - p), "p / (1 - p) is the variance: take its square root for the "
+                        "standard deviation"),
+        "sqrt(p (1 - p))": (math.sqrt(p * (1 - p)), "sqrt(p (1 - p)) is the std of the 0/1 mask "
+                            "m itself; the factor m / (1 - p) has variance p / (1 - p)"),
+    }  # fmt: skip
+    for name, (std, meaning) in wrong_stds.items():
         if std > 0 and low * std**2 <= variance <= high * std**2:
             message += f": the noise has std {name}; {meaning}"
             break
@@ -426,66 +378,59 @@ def require_variance(values: np.ndarray, p: float, *, delta: float, what: str) -
 
 
 def adjacent_agreement(keep: np.ndarray, axis: int) -> tuple[int, int]:
-    """(agreeing pairs, pairs) over disjoint neighbours (0,1), (2,3), ... along ``axis``.
-
-    Disjoint pairs are independent, so for independent units kept with probability q the count
-    of agreeing pairs is Binomial(pairs, q^2 + (1 - q)^2); a mask shared along ``axis`` agrees on
-    every pair.
-    """
+    """(agreeing pairs, pairs) over disjoint neighbours (0,1), (2,3), ... along ``axis``: for
+    independent units kept with probability q, Binomial(pairs, q^2 + (1 - q)^2)."""
     moved = np.moveaxis(keep, axis, 0)
-    even = moved[0 : moved.shape[0] - 1 : 2]
-    odd = moved[1 : moved.shape[0] : 2]
+    even, odd = moved[0 : moved.shape[0] - 1 : 2], moved[1 : moved.shape[0] : 2]
     return int(np.count_nonzero(even == odd)), int(even.size)
 
 
 def require_independent(
-    draws: np.ndarray,
-    p: float,
-    *,
-    delta: float,
-    what: str,
-    names: Callable[[int], str],
-    hints: Callable[[int], str],
+    draws: np.ndarray, p: float, *, delta: float, what: str, names: Callable, hints: Callable
 ) -> None:
     """Disjoint neighbours along each axis are independent draws (``delta`` split over the axes).
 
-    Masks (bool), along each axis of size >= 2: the agreeing pairs are Binomial(pairs, q^2 +
-    (1 - q)^2) (Bernstein). Noise (float), along each axis of size >= 4: for neighbours a, b of
-    iid N(mu, s^2) draws, a - b and a + b are independent N(., 2 s^2), so the mean square of
-    a - b (m pairs) over the sample variance of a + b is (chi2(m) / m) / (chi2(m - 1) / (m - 1)),
-    whatever mu and s; with each chi-square in its interval at delta / (2 axes), the ratio leaves
-    its bounds with probability < delta. ``names(axis)`` and ``hints(axis)`` word the message.
+    Masks (bool), axes of size >= 2: the agreeing pairs are Binomial(pairs, q^2 + (1 - q)^2)
+    (Bernstein). Noise, axes of size >= 4: for neighbours a, b of iid N(mu, s^2) draws, a - b and
+    a + b are independent N(., 2 s^2), so the mean square of a - b (m pairs) over the sample
+    variance of a + b is (chi2(m) / m) / (chi2(m - 1) / (m - 1)), whatever mu and s; with each
+    chi-square in its interval at half the axis's share, the ratio leaves its bounds with
+    probability < that share. ``names(axis)`` and ``hints(axis)`` word the message.
     """
     mask = draws.dtype == bool
     axes = [axis for axis, size in enumerate(draws.shape) if size >= (2 if mask else 4)]
     for axis in axes:
-        share = delta / len(axes)
+        share, q = delta / len(axes), 1.0 - p
+        what_axis = (
+            f"{what}: fraction of neighbouring {names(axis)} (axis {axis}) that are both kept"
+        )
         if mask:
             agree, pairs = adjacent_agreement(draws, axis)
-            q = 1.0 - p
+            agreement = q**2 + (1 - q) ** 2
+            hint = {1.0: hints(axis)}
             require_count(
                 agree,
                 pairs,
-                q**2 + (1 - q) ** 2,
+                agreement,
                 delta=share,
-                what=f"{what}: fraction of neighbouring {names(axis)} (axis {axis}) that are "
-                "both kept or both dropped",
-                hints={1.0: hints(axis)},
+                what=f"{what_axis} or both dropped",
+                hints=hint,
             )
             continue
         moved = np.moveaxis(draws, axis, 0)
         a, b = moved[0 : moved.shape[0] - 1 : 2].ravel(), moved[1 : moved.shape[0] : 2].ravel()
-        low_m, high_m = chi_square_interval(a.size, share / 2)
-        low_d, high_d = chi_square_interval(a.size - 1, share / 2)
+        (low_m, high_m), (low_d, high_d) = [
+            chi_square_interval(k, share / 2) for k in (a.size, a.size - 1)
+        ]
         low, high = low_m / high_d, high_m / low_d
         ratio = float(np.mean((a - b) ** 2) / np.var(a + b, ddof=1))
         if low <= ratio <= high:  # NaN fails too
             continue
         hint = hints(axis) if ratio < low else f"neighbours along axis {axis} move oppositely"
         raise CheckFailure(
-            f"{what}: Var(a - b) / Var(a + b) for neighbours a, b along axis {axis} is "
-            f"{ratio:.3f}, expected 1 for independent noise (a correct solution leaves "
-            f"[{low:.3f}, {high:.3f}] with probability < {share:.0e}): {hint}"
+            f"{what}: Var(a - b) / Var(a + b) for neighbours a, b along axis {axis} is {ratio:.3f},"
+            f" expected 1 for independent noise (a correct solution leaves [{low:.3f}, "
+            f"{high:.3f}] with probability < {share:.0e}): {hint}"
         )
 
 
@@ -519,31 +464,20 @@ def require_reproducible(
 # Subjects -----------------------------------------------------------------------------------------
 
 
-def _describe(name: str, value: Any) -> str:
-    """``name=value`` for a call in a message: arrays by dtype, a generator as rng."""
-    if isinstance(value, np.ndarray):
-        return f"{name}=<{value.dtype} {name}>"
-    if isinstance(value, np.random.Generator):
-        return f"{name}=rng"
-    return f"{name}={value!r}"
-
-
 class Randomness:
     """Base of the subjects whose output holds random draws: the ``random`` property.
 
     Subclasses give ``read`` (the draws behind one call with a given rng, and the call as text),
-    may widen ``spread`` (the draws, one per drawn entry, for the independence test), and word
-    messages with ``unit`` (what one draw belongs to), ``axis_names`` (plural name of an axis's
-    entries) and ``shared_hints`` (the mistake behind draws shared along an axis).
+    may widen ``spread`` (one draw per drawn entry, for the independence test), and word messages
+    with ``unit`` (what one draw belongs to), ``axis_names`` (plural name of an axis's entries) and
+    ``shared_hints`` (the mistake behind draws shared along an axis).
     """
 
     unit: str
     axis_names: Mapping[int, str]
     shared_hints: Mapping[int, str]
 
-    def read(
-        self, fns: Functions, shape: tuple[int, ...], p: float, rng: np.random.Generator, **options
-    ) -> tuple[np.ndarray, str]:
+    def read(self, fns: Functions, shape: tuple[int, ...], p: float, rng, **options):
         raise NotImplementedError
 
     def spread(self, draws: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -553,9 +487,7 @@ class Randomness:
         return self.axis_names.get(axis, "entries")
 
     def hint(self, axis: int) -> str:
-        if axis in self.shared_hints:
-            return self.shared_hints[axis]
-        return (
+        return self.shared_hints.get(axis) or (
             f"the {self.name(axis)} share their draws: draw one number per {self.unit} (e.g. "
             "rng.random(shape) or rng.standard_normal(shape), shape with every drawn axis)"
         )
@@ -571,76 +503,54 @@ class Randomness:
         p_values: Sequence[float] = (),
         **options: Any,
     ) -> None:
-        """The ``tests`` (see the module docstring) on draws at ``p``, or at each of ``p_values``
-        (the generator of the i-th rate is seeded ``seed + i``)."""
+        """The ``tests`` on draws at ``p`` or at each of ``p_values`` (seeded ``seed + i``)."""
         shape, rates = tuple(shape), (p,) if p is not None else tuple(p_values)
-        laws = [test for test in tests if test in ("rate", "mean", "variance", "independent")]
-        delta = FALSE_FAIL / max(1, len(laws) * len(rates))  # union bound over tests and rates
+        laws = {"rate": require_rate, "mean": require_mean_one, "variance": require_variance}
+        statistical = [test for test in tests if test in laws or test == "independent"]
+        delta = FALSE_FAIL / max(1, len(statistical) * len(rates))  # union bound
         options["scale"] = "scale" in tests
-        for i, rate in enumerate(rates):
-            draws, what = self.read(fns, shape, rate, np.random.default_rng(seed + i), **options)
-            for test in laws:
-                if test == "rate":
-                    require_rate(draws, rate, delta=delta, what=what)
-                elif test == "mean":
-                    require_mean_one(draws, rate, delta=delta, what=what)
-                elif test == "variance":
-                    require_variance(draws, rate, delta=delta, what=what)
-                else:
-                    require_independent(
-                        self.spread(draws, shape),
-                        rate,
-                        delta=delta,
-                        what=what,
-                        names=self.name,
-                        hints=self.hint,
-                    )
-        if "extremes" in tests:
-            # A mask with `rng.random() >= p` is exact at p = 0 and 1; `> p` fails at p = 0 with
-            # probability 2**-53 per draw, n * 2**-53 < 1e-9 for the sizes used here. Noise at
-            # p = 0 is 1 + 0 * z = 1 exactly.
-            self._require_extremes(fns, shape, seed, **options)
-        if "reproducible" in tests:
-            require_reproducible(
-                lambda rng: self.read(fns, shape, rates[0], rng, **options)[0],
-                seed,
-                what=self.read(fns, shape, rates[0], np.random.default_rng(seed), **options)[1],
-            )
 
-    def _require_extremes(self, fns: Functions, shape: tuple[int, ...], seed: int, **options):
-        none, what = self.read(fns, shape, 0.0, np.random.default_rng(seed), **options)
-        if none.dtype != bool:
-            require(
-                bool(np.all(close(none, np.ones_like(none)))),
-                f"{what} must be 1 everywhere (no noise at p = 0), but its values range from "
-                f"{none.min():.4g} to {none.max():.4g}",
-            )
-            return
-        require(
-            bool(np.all(none)),
-            f"{what} must keep everything (p is the probability of dropping); if it kept "
-            "nothing, keep and drop are swapped",
-        )
-        every, what = self.read(fns, shape, 1.0, np.random.default_rng(seed), **options)
-        require(not np.any(every), f"{what} must drop everything")
+        def read(rate: float, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+            return self.read(fns, shape, rate, rng, **options)
+
+        for i, rate in enumerate(rates):
+            draws, what = read(rate, np.random.default_rng(seed + i))
+            for test in statistical:
+                if test == "independent":
+                    spread = self.spread(draws, shape)
+                    require_independent(
+                        spread, rate, delta=delta, what=what, names=self.name, hints=self.hint
+                    )
+                else:
+                    laws[test](draws, rate, delta=delta, what=what)
+        if "extremes" in tests:
+            # A mask `rng.random() >= p` is exact at p = 0 and 1 (`> p` fails at p = 0 with
+            # probability 2**-53 per draw, n * 2**-53 < 1e-9 here); noise at p = 0 is 1 + 0 * z.
+            none, what = read(0.0, np.random.default_rng(seed))
+            if none.dtype != bool:
+                require(
+                    near(none, np.ones_like(none)),
+                    f"{what} must be 1 everywhere (no noise at p = 0), but its values range from "
+                    f"{none.min():.4g} to {none.max():.4g}",
+                )
+            else:
+                require(
+                    bool(np.all(none)),
+                    f"{what} must keep everything (p is the probability of dropping); if it kept "
+                    "nothing, keep and drop are swapped",
+                )
+                every, what = read(1.0, np.random.default_rng(seed))
+                require(not np.any(every), f"{what} must drop everything")
+        if "reproducible" in tests:
+            what = read(rates[0], np.random.default_rng(seed))[1]
+            require_reproducible(lambda rng: read(rates[0], rng)[0], seed, what=what)
 
 
 @dataclass(frozen=True, eq=False)
 class Draw(Randomness):
-    """A student function ``function(shape, p, rng)`` returning a keep mask or, with ``noise``,
-    multiplicative noise for activations of ``shape``.
-
-    Attributes:
-        function: its name in the notebook, e.g. "channel_mask".
-        drawn: the axes with one draw per index, e.g. (0, 1) for (example, channel); the others
-            share one draw and have size 1 in the mask. None: every axis is drawn.
-        unit: what one draw belongs to, e.g. "(example, channel)".
-        shared_over: what shares a draw, e.g. "spatial position".
-        axis_names: plural name of each drawn axis, e.g. {0: "examples", 1: "channels"}.
-        shared_hints: the mistake behind draws that agree along an axis (default: "the <axis
-            name> share their draws").
-        noise: True for noise (floats, full shape), False for a mask (0/1).
-    """
+    """``function(shape, p, rng)``: a keep mask or (``noise``) multiplicative noise for
+    activations of ``shape``, one draw per index of the ``drawn`` axes (None: every axis), shared
+    by the ``shared_over`` positions of the others (size 1 in the mask)."""
 
     function: str
     drawn: tuple[int, ...] | None = None
@@ -655,19 +565,14 @@ class Draw(Randomness):
         return (self.function,)
 
     def shared_axes(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        return (
-            () if self.drawn is None else tuple(a for a in range(len(shape)) if a not in self.drawn)
-        )
+        return tuple(a for a in range(len(shape)) if self.drawn is not None and a not in self.drawn)
 
     def mask_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        """The activations' sizes on the drawn axes, 1 on the shared ones."""
-        shared = self.shared_axes(shape)
-        return tuple(1 if axis in shared else size for axis, size in enumerate(shape))
+        return tuple(1 if a in self.shared_axes(shape) else n for a, n in enumerate(shape))
 
-    def call(
-        self, fns: Functions, shape: tuple[int, ...], p: float, rng: np.random.Generator
-    ) -> tuple[np.ndarray, str]:
-        """The student's result (a bool mask, or float noise of ``shape``) and the call as text."""
+    def call(self, fns: Functions, shape: tuple[int, ...], p: float, rng) -> tuple[np.ndarray, str]:
+        """The student's result (a bool mask of the activations' rank, or float noise of
+        ``shape``) and the call as text."""
         what = f"{self.function}({shape}, p={p:g}, rng)"
         value = fns[self.function](shape, p, rng)
         if self.noise:
@@ -683,68 +588,58 @@ class Draw(Randomness):
         shared = self.shared_axes(shape)
         if mask.ndim < len(shape) and mask.shape == tuple(np.delete(shape, shared)):
             mask = np.expand_dims(mask, shared)  # the draws without their size-1 axes
-        if not broadcasts_within_rank(mask.shape, shape):
-            raise CheckFailure(
-                f"{what} has shape {mask.shape}, which does not broadcast against activations of "
-                f"shape {shape}: return shape {self.mask_shape(shape)}, one draw per {self.unit}"
-            )
+        require(
+            broadcasts_within_rank(mask.shape, shape),
+            f"{what} has shape {mask.shape}, which does not broadcast against activations of "
+            f"shape {shape}: return shape {self.mask_shape(shape)}, one draw per {self.unit}",
+        )
         return mask == 1, what
 
-    def read(
-        self, fns: Functions, shape: tuple[int, ...], p: float, rng: np.random.Generator, **_: Any
-    ) -> tuple[np.ndarray, str]:
+    def _first(self, shape: tuple[int, ...]) -> tuple[slice, ...]:
+        """The index of the first position along each shared axis."""
+        shared = self.shared_axes(shape)
+        return tuple(slice(0, 1) if a in shared else slice(None) for a in range(len(shape)))
+
+    def read(self, fns: Functions, shape: tuple[int, ...], p: float, rng, **_: Any):
         """The draws the result holds: its first entry along each shared axis."""
         drawn, what = self.call(fns, shape, p, rng)
-        shared = self.shared_axes(shape)
-        return drawn[
-            tuple(slice(0, 1) if a in shared else slice(None) for a in range(len(shape)))
-        ], what
+        return drawn[self._first(shape)], what
 
     def spread(self, draws: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         """One draw per drawn entry: a mask that holds fewer (shared by the batch) repeats them."""
         return np.broadcast_to(draws, self.mask_shape(shape))
 
     def values(self, fns: Functions, *, shape: Sequence[int], p: float, seed: int) -> None:
-        """The result has the mask's shape and only 0/1 (noise: finite), and the extremes hold."""
+        """The result has the mask's shape, holds 0/1 (noise: finite), and the extremes hold."""
         shape = tuple(shape)
         drawn, what = self.call(fns, shape, p, np.random.default_rng(seed))
-        want = self.mask_shape(shape)
+        want, shared = self.mask_shape(shape), self.shared_axes(shape)
         if drawn.shape != want:
-            mistakes = self._shape_mistakes(drawn.shape, shape) or [f"one draw per {self.unit}"]
+            got = drawn.shape
+            mistakes = [
+                f"it has one entry for all {self.name(a)} (axis {a}): each of them needs its own "
+                "draw"
+                for a in range(len(shape))
+                if a not in shared and got[a] == 1 and shape[a] > 1
+            ]
+            separate = ", ".join(str(a) for a in shared if got[a] == shape[a] > 1)
+            if separate:
+                mistakes.append(
+                    f"it has a separate entry per {self.shared_over} (axis {separate}): draw once "
+                    f"per {self.unit} and let that draw broadcast over every {self.shared_over}"
+                )
             raise CheckFailure(
-                f"{what} has shape {drawn.shape}, but for activations of shape {shape} it must "
-                f"have shape {want}: {'; '.join(mistakes)}"
+                f"{what} has shape {got}, but for activations of shape {shape} it must have shape "
+                f"{want}: {'; '.join(mistakes) or f'one draw per {self.unit}'}"
             )
-        self._require_extremes(fns, shape, seed)
-
-    def _shape_mistakes(self, got: tuple[int, ...], shape: tuple[int, ...]) -> list[str]:
-        shared = self.shared_axes(shape)
-        if shared and got == tuple(np.delete(shape, shared)):
-            return ["keep the size-1 axes (np.reshape or keepdims) so the mask broadcasts"]
-        if len(got) != len(shape):
-            return [f"the mask must have the activations' rank {len(shape)}"]
-        mistakes = [
-            f"it has one entry for all {self.name(axis)} (axis {axis}): each of them needs its "
-            "own draw"
-            for axis in range(len(shape))
-            if axis not in shared and got[axis] == 1 and shape[axis] > 1
-        ]
-        separate = [str(a) for a in shared if got[a] == shape[a] > 1]
-        if separate:
-            mistakes.append(
-                f"it has a separate entry per {self.shared_over} (axis {', '.join(separate)}): "
-                f"draw once per {self.unit} and let that draw broadcast over every "
-                f"{self.shared_over}"
-            )
-        return mistakes
+        self.random(fns, shape=shape, seed=seed, p=p, tests=("extremes",))
 
     def shared(self, fns: Functions, *, shape: Sequence[int], p: float, seed: int) -> None:
         """Exact: every draw holds at every position of the shared axes."""
         shape = tuple(shape)
         drawn, what = self.call(fns, shape, p, np.random.default_rng(seed))
-        full, axes = np.broadcast_to(drawn, shape), self.shared_axes(shape)
-        first = tuple(slice(0, 1) if a in axes else slice(None) for a in range(len(shape)))
-        varying = np.any(full != full[first], axis=axes)
+        full = np.broadcast_to(drawn, shape)
+        varying = np.any(full != full[self._first(shape)], axis=self.shared_axes(shape))
         require(
             not varying.any(),
             f"{what}: {varying.mean():.0%} of the {self.unit} pairs are kept at some "
@@ -755,19 +650,76 @@ class Draw(Randomness):
 
 
 class Expected(NamedTuple):
-    """What a forward pass must return: the value, the rule as text, and known mistakes."""
+    """What a function must return: the value, the rule as text, known mistakes, and the
+    tolerance (None: up to float32 rounding) of a statistic."""
 
     value: np.ndarray
     rule: str
     explains: Sequence[Explain] = ()
+    tolerance: Any = None
+
+    def require(self, actual: np.ndarray, *, what: str) -> None:
+        """``actual`` is the value (``require_close``)."""
+        require_close(
+            actual, self.value, what=what, rule=self.rule, explains=self.explains,
+            tolerance=self.tolerance,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class Formula:
+    """``function(*inputs, p)`` returning the arrays ``outputs`` (a tuple, or one array), each
+    given by a formula: ``formulas[name](inputs, p)`` is its ``Expected`` (from float64 inputs).
+    ``make_inputs(rng, shape, dtype)`` makes the inputs; ``out_shape(inputs)``, if given, is every
+    output's shape."""
+
+    function: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    make_inputs: Callable[[np.random.Generator, tuple[int, ...], str], Inputs]
+    formulas: Mapping[str, Callable[[Inputs, float], Expected]]
+    out_shape: Callable[[Inputs], tuple[int, ...]] | None = None
+
+    @property
+    def functions(self) -> tuple[str, ...]:
+        return (self.function,)
+
+    def call(self, fns: Functions, inputs: Inputs, p: float) -> tuple[dict[str, np.ndarray], str]:
+        """The outputs of a pure call by name, as float64 arrays, and the call as text."""
+        what = f"{self.function}({', '.join(self.inputs)}, p={p:g})"
+        result = call_pure(
+            fns[self.function], dict(zip(self.inputs, inputs, strict=True)), p, what=what
+        )
+        values = (
+            (result,) if len(self.outputs) == 1 else unpack(result, what=what, names=self.outputs)
+        )
+        shape = None if self.out_shape is None else self.out_shape(inputs)
+        named = zip(self.outputs, values, strict=True)
+        return {n: as_array(v, what=f"{n} of {what}", shape=shape) for n, v in named}, what
+
+    def value(self, fns: Functions, *, output: str, shape, p_values, seed, dtype="float64"):
+        """Output ``output`` equals its formula at each rate."""
+        rng = np.random.default_rng(seed)
+        for p in p_values:
+            inputs = self.make_inputs(rng, tuple(shape), dtype)
+            arrays, what = self.call(fns, inputs, p)
+            self.formulas[output](_float64(inputs), p).require(
+                arrays[output], what=f"{output} of {what}"
+            )
+
+
+def _float64(inputs: Inputs) -> Inputs:
+    return tuple(array.astype(np.float64) for array in inputs)
 
 
 @dataclass(frozen=True, eq=False)
 class Layer(Randomness):
-    """A forward pass ``function(*inputs, p, *, train, rng=None, <inject>=None, **options)`` that
-    returns ``(out, cache)``; a subclass gives the formulas (``train_output``, ``eval_output``)
-    and how draws are read back from a pass (``draws``). ``inject`` names the keyword that takes
-    the randomness (a mask, noise); the other attributes word messages as in ``Draw``.
+    """``function(*inputs, p, *, train, rng=None, <inject>=None, **options) -> (out, cache)``.
+
+    A subclass gives ``train_output`` and ``eval_output`` (``Expected``, from float64 inputs) and
+    ``draws`` (the draws behind a training pass on ``random_inputs``); it may change how inputs
+    are made (``make_inputs``: activations with exact zeros), the randomness a check injects
+    (``randomness``: a keep mask of x's shape) and ``out_shape``.
     """
 
     function: str
@@ -782,11 +734,9 @@ class Layer(Randomness):
         return (self.function,)
 
     def make_inputs(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> Inputs:
-        """Inputs for exact checks: activations of ``shape``, with exact zeros."""
         return (activations(rng, shape, dtype),)
 
     def randomness(self, rng: np.random.Generator, inputs: Inputs, p: float) -> np.ndarray:
-        """The randomness a check injects: here a bool keep mask of x's shape."""
         return rng.random(inputs[0].shape) >= p
 
     def out_shape(self, inputs: Inputs) -> tuple[int, ...]:
@@ -799,107 +749,68 @@ class Layer(Randomness):
         raise NotImplementedError
 
     def random_inputs(self, shape: tuple[int, ...], dtype: str) -> Inputs:
-        """Inputs of a pass whose draws ``draws`` reads back from the output."""
-        return (positive_inputs(shape, dtype),)
+        """Inputs in [0.5, 1.5], no zeros: ``out / x`` reads a pass's draws back."""
+        return (np.resize(np.linspace(0.5, 1.5, 11), shape).astype(dtype),)
 
-    def draws(
-        self, out: np.ndarray, inputs: Inputs, p: float, what: str, scale: bool, **options: Any
-    ) -> np.ndarray:
-        """The draws behind the training output ``out`` (CheckFailure if it cannot be one); with
-        ``scale``, after checking that what is kept has the right scale."""
+    def draws(self, out: np.ndarray, inputs: Inputs, p: float, what: str, scale: bool, **options):
+        """The draws behind ``out`` (CheckFailure if none can be); with ``scale``, after checking
+        the factor of what is kept."""
         raise NotImplementedError
 
-    def call(
-        self, forward: BoundFunction, inputs: Inputs, p: float, **kwargs: Any
-    ) -> tuple[np.ndarray, Any, str]:
-        """``(out, cache, call as text)`` of a pure call of the student's forward pass."""
-        arguments = ", ".join(
-            [*self.inputs, f"p={p:g}"] + [_describe(*kv) for kv in kwargs.items()]
+    def call(self, forward: BoundFunction, inputs: Inputs, p: float, **kwargs: Any):
+        """``(out, cache, the call as text)`` of a pure call of the student's forward pass."""
+        shown = [
+            f"{k}=<{v.dtype} {k}>" if isinstance(v, np.ndarray) else
+            f"{k}=rng" if isinstance(v, np.random.Generator) else f"{k}={v!r}"
+            for k, v in kwargs.items()
+        ]  # fmt: skip
+        what = f"{self.function}({', '.join([*self.inputs, f'p={p:g}', *shown])})"
+        named = dict(zip(self.inputs, inputs, strict=True))
+        out, cache = unpack(
+            call_pure(forward, named, p, what=what, **kwargs), what=what, names=("out", "cache")
         )
-        what = f"{self.function}({arguments})"
-        result = call_pure(
-            forward, dict(zip(self.inputs, inputs, strict=True)), p, what=what, **kwargs
-        )
-        out, cache = unpack(result, what=what, names=("out", "cache"))
         return as_array(out, what=f"out of {what}", shape=self.out_shape(inputs)), cache, what
 
-    def read(
-        self,
-        fns: Functions,
-        shape: tuple[int, ...],
-        p: float,
-        rng: np.random.Generator,
-        *,
-        dtype: str = "float64",
-        scale: bool = False,
-        **options: Any,
-    ) -> tuple[np.ndarray, str]:
+    def read(self, fns: Functions, shape, p, rng, *, dtype="float64", scale=False, **options):
         inputs = self.random_inputs(shape, dtype)
         out, _, what = self.call(fns[self.function], inputs, p, train=True, rng=rng, **options)
         return self.draws(out, inputs, p, what, scale=scale, **options), what
 
-    def injected(
-        self,
-        fns: Functions,
-        *,
-        shape: Sequence[int],
-        p_values: Sequence[float],
-        seed: int,
-        dtype: str = "float64",
-        **options: Any,
-    ) -> None:
+    def injected(self, fns: Functions, *, shape, p_values, seed, dtype="float64", **options):
         """Training with the randomness injected (a mask as bool and as ``dtype``): exact output."""
-        rng = np.random.default_rng(seed)
-        for p in p_values:
-            inputs = self.make_inputs(rng, tuple(shape), dtype)
-            r = self.randomness(rng, inputs, p)
-            want = self.train_output(_float64(inputs), r, p, **options)
-            for given in (r, r.astype(dtype)) if r.dtype == bool else (r,):
-                kwargs = {"train": True, self.inject: given, **options}
-                out, _, what = self.call(fns[self.function], inputs, p, **kwargs)
-                require_close(
-                    out, want.value, what=f"out of {what}", rule=want.rule, explains=want.explains
-                )
+        self._exact(fns, shape, p_values, seed, dtype, True, options)
 
     def evaluation(
-        self,
-        fns: Functions,
-        *,
-        shape: Sequence[int],
-        p_values: Sequence[float],
-        seed: int,
-        dtype: str = "float64",
-        given: bool = True,
-        **options: Any,
-    ) -> None:
-        """Evaluation: exact output; with ``given``, also when an rng and the randomness (a mask,
-        noise) are passed, which evaluation must ignore."""
+        self, fns: Functions, *, shape, p_values, seed, dtype="float64", given=True, **options
+    ):
+        """Evaluation: exact output; with ``given``, also when an rng and the randomness are
+        passed, which evaluation ignores."""
+        self._exact(fns, shape, p_values, seed, dtype, False, options, given)
+
+    def _exact(self, fns, shape, p_values, seed, dtype, train, options, given=False) -> None:
         rng = np.random.default_rng(seed)
         for p in p_values:
             inputs = self.make_inputs(rng, tuple(shape), dtype)
             r = self.randomness(rng, inputs, p)
-            want = self.eval_output(_float64(inputs), p, **options)
-            extras = [{}, {"rng": np.random.default_rng(seed)}, {self.inject: r}] if given else [{}]
-            for extra in extras:
-                kwargs = {"train": False, **extra, **options}
-                out, _, what = self.call(fns[self.function], inputs, p, **kwargs)
-                require_close(
-                    out, want.value, what=f"out of {what}", rule=want.rule, explains=want.explains
-                )
-
-
-def _float64(inputs: Inputs) -> Inputs:
-    return tuple(array.astype(np.float64) for array in inputs)
+            if train:
+                want = self.train_output(_float64(inputs), r, p, **options)
+                values = [r, r.astype(dtype)] if r.dtype == bool else [r]
+                cases = [{"train": True, self.inject: value} for value in values]
+            else:
+                want = self.eval_output(_float64(inputs), p, **options)
+                ignored = [{}, {"rng": np.random.default_rng(seed)}, {self.inject: r}]
+                cases = [{"train": False, **extra} for extra in ignored[: 3 if given else 1]]
+            for kwargs in cases:
+                out, _, what = self.call(fns[self.function], inputs, p, **kwargs, **options)
+                want.require(out, what=f"out of {what}")
 
 
 @dataclass(frozen=True, eq=False)
 class Backprop:
-    """The backward pass ``function(dout, cache)`` of ``layer``, returning the gradients named in
-    ``gradients`` (a tuple, or the array alone for one), in the order of ``layer.inputs``.
-
-    Subclasses may give ``true_gradient`` (a right gradient passes whatever the forward pass does)
-    and ``explain`` (the hints for wrong gradients); ``formulas`` states each gradient's rule.
-    """
+    """``function(dout, cache)``, the backward pass of ``layer``: the gradients ``gradients`` (a
+    tuple, or one array), each with its rule in ``formulas``. A subclass may give
+    ``true_gradient`` (a right gradient passes whatever the forward pass does) and ``explain``
+    (hints for a wrong one, from the gradient of the student's forward pass)."""
 
     layer: Layer
     function: str
@@ -910,16 +821,10 @@ class Backprop:
     def functions(self) -> tuple[str, ...]:
         return (self.layer.function, self.function)
 
-    def true_gradient(
-        self, wrt: str, inputs: Inputs, dout: np.ndarray, r: np.ndarray | None, p: float, **options
-    ) -> np.ndarray | None:
-        """d<wrt> of a correct layer with injected ``r`` (None: evaluation), if known."""
+    def true_gradient(self, wrt: str, inputs: Inputs, dout, r, p: float) -> np.ndarray | None:
         return None
 
-    def explain(
-        self, wrt: str, expected: np.ndarray, inputs: Inputs, dout: np.ndarray, r: np.ndarray | None
-    ) -> list[Explain]:
-        """Hints for a wrong d<wrt>; ``expected`` is the gradient of the student's forward pass."""
+    def explain(self, wrt: str, expected: np.ndarray, inputs: Inputs, dout, r) -> list[Explain]:
         return []
 
     def gradient(
@@ -937,82 +842,72 @@ class Backprop:
     ) -> None:
         """d<wrt> is the Jacobian (times dout) of the student's own forward pass, which is linear
         in each input for fixed randomness: central differences with step 1 are exact up to
-        rounding (float32 too). With ``p_values``: a given mask per rate, then evaluation; with
-        ``p``: a pass drawing from a seeded rng (re-seeded for every call, so the forward pass
-        must be reproducible), compared up to a factor if ``up_to_factor``.
-        """
+        rounding, in float32 too. With ``p_values``: a given mask per rate, then evaluation. With
+        ``p``: a pass drawing from an rng seeded afresh for every call (so the forward pass must
+        be reproducible), compared up to a factor if ``up_to_factor``."""
         rng = np.random.default_rng(seed)
         cases = [(q, True) for q in p_values] + [(p_values[0], False)] if p is None else [(p, None)]
         for rate, train in cases:
             inputs = self.layer.make_inputs(rng, tuple(shape), dtype)
             r = self.layer.randomness(rng, inputs, rate) if train else None
             dout = activations(rng, self.layer.out_shape(inputs), zeros=0.0)
-            arguments = _forward_arguments(self.layer.inject, train, r, seed + 1, options)
-            self._compare(fns, wrt, inputs, rate, r, dout, arguments, up_to_factor, options)
-
-    def _compare(
-        self,
-        fns: Functions,
-        wrt: str,
-        inputs: Inputs,
-        p: float,
-        r: np.ndarray | None,
-        dout: np.ndarray,
-        arguments: Callable[[], dict[str, Any]],
-        up_to_factor: bool,
-        options: Mapping[str, Any],
-    ) -> None:
-        """One case of ``gradient``: forward, backward, then the numerical Jacobian if needed."""
-        layer, forward = self.layer, fns[self.layer.function]
-        position = layer.inputs.index(wrt)
-        out, cache, what = layer.call(forward, inputs, p, **arguments())
-        if "rng" in arguments():
-            require(
-                np.array_equal(out, layer.call(forward, inputs, p, **arguments())[0]),
-                f"{what} differs between two generators with the same seed: draw from the rng "
-                "argument (this check needs it to reproduce your forward pass)",
+            given = {self.layer.inject: r} if train else {}
+            reseed = seed + 1 if train is None else None
+            wrong = self._compare(
+                fns,
+                wrt,
+                inputs,
+                rate,
+                r,
+                dout,
+                reseed,
+                train=train is not False,
+                **given,
+                **options,
             )
+            if wrong is None or (up_to_factor and proportional(*wrong[:2]) is not None):
+                continue
+            actual, own, call = wrong
+            explains = [_not_finite(inputs[self.layer.inputs.index(wrt)], wrt)]
+            explains += self.explain(wrt, own, _float64(inputs), dout, r)
+            explains += [] if up_to_factor else [scaled(own, _times_own_gradient)]
+            explains += [] if reseed is None else [lambda _: _FRESH_DRAW]
+            rule = (
+                f"the gradient of your forward pass ({self.formulas.get(wrt, 'd out / d ' + wrt)})"
+            )
+            rule += ", at least up to a factor" if up_to_factor else ""
+            require_close(actual, own, what=f"d{wrt} of {call}", rule=rule, explains=explains)
+
+    def _compare(self, fns, wrt, inputs, p, r, dout, reseed, **kwargs):
+        """None if d<wrt> after a forward pass with ``kwargs`` (and an rng seeded ``reseed``
+        afresh for each call, unless None) is right; else (d<wrt>, the gradient of the student's
+        forward pass, the backward call as text)."""
+        layer, position = self.layer, self.layer.inputs.index(wrt)
+
+        def forward(z: np.ndarray) -> tuple[np.ndarray, Any, str]:
+            changed = (*inputs[:position], z, *inputs[position + 1 :])
+            drawn = {} if reseed is None else {"rng": np.random.default_rng(reseed)}
+            return layer.call(fns[layer.function], changed, p, **kwargs, **drawn)
+
+        out, cache, what = forward(inputs[position])
+        require(
+            reseed is None or np.array_equal(out, forward(inputs[position])[0]),
+            f"{what} differs between two generators with the same seed: draw from the rng "
+            "argument (this check needs it to reproduce your forward pass)",
+        )
         call = f"{self.function}(dout, cache) after {what}"
-        result = fns[self.function](dout.copy(), cache)
         names = tuple(f"d{name}" for name in self.gradients)
+        result = fns[self.function](dout.copy(), cache)
         grads = (result,) if len(names) == 1 else unpack(result, what=call, names=names)
         grad = grads[self.gradients.index(wrt)]
         actual = as_array(grad, what=f"d{wrt} of {call}", shape=inputs[position].shape)
-        if "rng" not in arguments():
-            truth = self.true_gradient(wrt, _float64(inputs), dout, r, p, **options)
-            if truth is not None and np.all(close(actual, truth)):
-                return  # right, whatever the forward pass does
-
-        def moved(z: np.ndarray) -> np.ndarray:
-            changed = (*inputs[:position], z, *inputs[position + 1 :])
-            return layer.call(forward, changed, p, **arguments())[0]
-
-        expected = numerical_gradient(moved, inputs[position].copy(), dout, h=1.0)
-        if up_to_factor and proportional(actual, expected) is not None:
-            return
-        explains = [
-            _not_finite(inputs[position], wrt),
-            *self.explain(wrt, expected, _float64(inputs), dout, r),
-        ]
-        rule = f"the gradient of your forward pass ({self.formulas.get(wrt, 'd out / d ' + wrt)})"
-        if up_to_factor:
-            rule += ", at least up to a factor"
-        else:
-            explains.append(scaled(expected, _times_own_gradient))
-        if "rng" in arguments():
-            explains.append(lambda _: _FRESH_DRAW)
-        require_close(actual, expected, what=f"d{wrt} of {call}", rule=rule, explains=explains)
-
-
-def _forward_arguments(
-    inject: str, train: bool | None, r: np.ndarray | None, seed: int, options: Mapping[str, Any]
-) -> Callable[[], dict[str, Any]]:
-    """The keywords of each forward call of a gradient case: ``r`` injected in training, nothing
-    at evaluation, and a generator seeded ``seed`` afresh for every call when ``train`` is None."""
-    if train is None:
-        return lambda: {"train": True, "rng": np.random.default_rng(seed), **options}
-    fixed = {"train": train, **({inject: r} if train else {}), **options}
-    return lambda: fixed
+        truth = (
+            None if reseed is not None else self.true_gradient(wrt, _float64(inputs), dout, r, p)
+        )
+        if truth is not None and near(actual, truth):
+            return None  # right, whatever the forward pass does
+        own = numerical_gradient(lambda z: forward(z)[0], inputs[position].copy(), dout, h=1.0)
+        return None if near(actual, own) else (actual, own, call)
 
 
 _FRESH_DRAW = (
@@ -1035,13 +930,11 @@ def _not_finite(values: np.ndarray, name: str) -> Explain:
         bad = ~np.isfinite(grad)
         if not bad.any():
             return None
-        where = ""
-        if grad.shape == values.shape:
-            where = f", {np.count_nonzero(bad & (values == 0))} of them where {name} == 0"
+        at_zero = np.count_nonzero(bad & (values == 0)) if grad.shape == values.shape else "none"
         return (
-            f"{np.count_nonzero(bad)} entries are NaN or infinite{where} (an inactive ReLU unit "
-            f"gives {name} == 0): do not divide by {name}; use what the forward pass stored in "
-            "the cache (the mask, the scale)"
+            f"{np.count_nonzero(bad)} entries are NaN or infinite, {at_zero} of them where {name} "
+            f"== 0 (an inactive ReLU unit gives {name} == 0): do not divide by {name}; use what "
+            "the forward pass stored in the cache (the mask, the scale)"
         )
 
     return explain

@@ -232,6 +232,11 @@ def moments_standard_deviation(forward, p_values, n_units, scaling, rng):
     return np.array([o.mean() for o in outputs]), np.array([o.std() for o in outputs])
 
 
+def moments_without_scaling(forward, p_values, n_units, scaling, rng):
+    outputs = [forward(np.ones(n_units), p, train=True, rng=rng)[0] for p in p_values]  # default
+    return np.array([o.mean() for o in outputs]), np.array([o.var() for o in outputs])
+
+
 def moments_from_formula(forward, p_values, n_units, scaling, rng):
     """Ignores ``forward``: right for a correct forward, wrong for any other."""
     p = np.asarray(p_values, dtype=float)
@@ -361,6 +366,12 @@ VARIANTS = [
         {"train_output_moments": moments_standard_deviation},
         frozenset({"experiment_moments"}),
         hint="standard deviation",
+    ),
+    Variant(
+        "wrong_moments_without_scaling",
+        {"train_output_moments": moments_without_scaling},
+        frozenset({"experiment_moments"}),
+        hint="pass `scaling` on to forward",
     ),
     Variant(
         "wrong_moments_from_formula",
