@@ -1,16 +1,19 @@
-"""Graded assignments: checks with feedback, and the instructor's out-of-process audit.
+"""Graded assignments, beside the library: checks with feedback, and the instructor's audit.
 
-Each assignment has a checks module (``ch2`` for ``ch2_inverted_scaling``) holding an
-``Assignment``: a registry from test-cell id to check function. The notebook's read-only first cell
-imports that module before any student code runs; each test cell calls
+This package imports ``dropout_course`` (the reference, its gradient check and statistical bounds);
+the library never imports it. Each assignment has a checks module (``ch2`` for
+``ch2_inverted_scaling``) holding an ``Assignment``: a table from test-cell id to a property of
+the student's functions, built from the kit in ``properties``. The notebook's read-only first
+cell imports that module before any student code runs; each test cell calls
 ``ch2.check("<test cell id>", <student functions>, <parameters>)``. The audit
 (``python -m dropout_grading.audit``) reruns the same checks from a process that runs no
-student code. See ``README.md`` in this package for how to write an assignment.
+student code, with the reference modules replaced by tripwires. See ``README.md`` in this
+package for how to write an assignment.
 
-Modules: ``framework`` (checks, registry, calling student code), ``properties`` (building blocks
-for checks), ``bounds`` (statistical tolerances), ``provenance`` (detecting use of the reference
-implementation), ``notebook`` (reading test cells), ``sandbox`` and ``worker`` (the audit's worker
-process), ``audit`` (the command).
+Modules: ``framework`` (the table, calling student code), ``properties`` (the kit: subjects,
+properties, statistical tests, hints), ``provenance`` (detecting use of the reference: static
+scan, in-kernel guard, the audit's tripwires), ``notebook`` (reading test cells), ``sandbox`` and
+``worker`` (the audit's worker process), ``audit`` (the command).
 """
 
 from __future__ import annotations
