@@ -938,3 +938,110 @@ def _not_finite(values: np.ndarray, name: str) -> Explain:
         )
 
     return explain
+
+
+# Values of functions, judged on cases (appended for chapters 1 and 5) -----------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """One call of a ``Returns`` subject: its arguments, what it must return, the input in words
+    (``given``, appended to the call in messages) and a ``note`` added to the message when the
+    student's code raises on it."""
+
+    args: tuple[Any, ...]
+    expected: Expected
+    given: str = ""
+    note: str = ""
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _copied(value: Any) -> Any:
+    """A copy of an array, or of a dict of arrays (a table); any other value as it is."""
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    return value.copy() if isinstance(value, np.ndarray) else value
+
+
+@dataclass(frozen=True, eq=False)
+class Returns:
+    """``function(*args, **kwargs)`` -> one number, or an array of ``shape(*args)``, judged by
+    value: ``value`` calls it on each ``Case`` that ``cases(**parameters)`` builds (from a row's
+    defaults, or a hidden test's keywords) and requires the case's ``Expected``.
+
+    ``params`` names the positional arguments in messages (numbers are shown with their value).
+    Arrays (and dicts of arrays) are passed as copies; with ``pure`` they must come back untouched,
+    else ``in_place`` (formatted with the argument's ``name``) says what to do. ``pure=False``
+    leaves that property to a cell of its own, ``untouched``, so a mistake there costs no other.
+    """
+
+    function: str
+    params: tuple[str, ...]
+    shape: Callable[..., tuple[int, ...]] = lambda *args: ()
+    pure: bool = True
+    in_place: str = "compute a new array (not `{name} *= ...`): the caller still needs {name}"
+
+    @property
+    def functions(self) -> tuple[str, ...]:
+        return (self.function,)
+
+    def call(
+        self, fns: Functions, *args: Any, note: str = "", pure: bool | None = None, **kwargs: Any
+    ) -> tuple[Any, str]:
+        """What ``function`` returns for copies of ``args``, and the call as text."""
+        shown = [
+            f"{name}={value!r}" if isinstance(value, int | float) else name
+            for name, value in zip(self.params, args, strict=False)
+        ] + [
+            f"{key}=rng" if isinstance(value, np.random.Generator) else f"{key}={value!r}"
+            for key, value in kwargs.items()
+        ]
+        what = f"{self.function}({', '.join(shown)})"
+        given = tuple(_copied(arg) for arg in args)
+        try:
+            result = fns[self.function](*given, **kwargs)
+        except StudentError as error:
+            if not note:
+                raise
+            raise StudentError(f"{error} ({note})") from None
+        for name, before, after in zip(self.params, args, given, strict=False):
+            require(
+                not (self.pure if pure is None else pure)
+                or not isinstance(before, np.ndarray)
+                or np.array_equal(before, after),
+                f"{what} changed {name} in place: {self.in_place.format(name=name)}",
+            )
+        return result, what
+
+    def read(self, result: Any, args: tuple[Any, ...], what: str) -> np.ndarray:
+        """``result`` as float64: one number (0-d, from any one-element array), or an array of
+        ``shape(*args)``."""
+        shape = self.shape(*args)
+        value = as_array(result, what=f"the result of {what}", shape=shape or None)
+        require(
+            bool(shape) or value.size == 1,
+            f"{what} must return one number, but returned shape {value.shape}",
+        )
+        return value if shape else value.reshape(())
+
+    def result(
+        self, fns: Functions, *args: Any, note: str = "", pure: bool | None = None, **kwargs: Any
+    ) -> tuple[np.ndarray, str]:
+        """``read`` of what ``call`` returns, and the call as text."""
+        result, what = self.call(fns, *args, note=note, pure=pure, **kwargs)
+        return self.read(result, args, what), what
+
+    def value(self, fns: Functions, *, cases: Callable[..., Sequence[Case]], **parameters) -> None:
+        """Each case's result is its ``Expected`` (a number's message says what came back)."""
+        for case in cases(**parameters):
+            out, what = self.result(fns, *case.args, note=case.note, **case.kwargs)
+            what = f"{what} {case.given}".rstrip()
+            said = f"{what} returned {float(out):.6g}, but it" if out.ndim == 0 else ""
+            case.expected.require(out, what=said or f"the result of {what}")
+
+    def untouched(
+        self, fns: Functions, *, cases: Callable[..., Sequence[Case]], **parameters
+    ) -> None:
+        """The arrays passed come back untouched (what ``pure=False`` leaves to this cell)."""
+        for case in cases(**parameters):
+            self.call(fns, *case.args, pure=True, **case.kwargs)
