@@ -15,6 +15,9 @@ printed on a pass. Subjects and their properties:
   ``random``: on the draws read back from passes that draw from ``rng``.
 * ``Formula``, ``f(*inputs, p)`` -> named arrays. ``value``: an output (a returned statistic)
   equals its formula, exactly or within a statistical tolerance.
+* ``Returns``, a function without ``p`` (a correlation, a sparsity, max-norm, a choice of rate)
+  checked on ``Case``s. ``value``: each case returns its ``Expected``. ``untouched``: the call
+  leaves its inputs as they were.
 * ``Backprop``, the backward pass ``g(dout, cache)`` of a Layer. ``gradient``: equal to the
   Jacobian of the student's OWN forward pass (``dropout_course.gradcheck.numerical_gradient``
   with the same randomness), so a forward mistake costs no backward cell; the inputs hold exact
