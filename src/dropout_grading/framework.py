@@ -241,19 +241,6 @@ class Assignment:
         for name, row in table.items():
             self._add(Check(name, row, row.functions, row.summary))
 
-    def register(
-        self, *student_functions: str
-    ) -> Callable[[Callable[..., None]], Callable[..., None]]:
-        """Decorator: register a hand-written check under its function name (its docstring's
-        first line is the summary); it takes ``student_functions`` by keyword."""
-
-        def decorate(function: Callable[..., None]) -> Callable[..., None]:
-            summary = (function.__doc__ or function.__name__).strip().splitlines()[0]
-            self._add(Check(function.__name__, function, student_functions, summary))
-            return function
-
-        return decorate
-
     def seal(self) -> None:
         """Capture the handles on the reference code (the module's import runs this).
 

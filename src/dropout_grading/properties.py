@@ -94,9 +94,6 @@ def unpack(result: Any, *, what: str, names: tuple[str, ...]) -> tuple[Any, ...]
     return tuple(result)
 
 
-unpack_pair = unpack  # the name chapters 1, 3 and 5 import
-
-
 def call_pure(
     function: BoundFunction, inputs: Mapping[str, np.ndarray], *args: Any, what: str, **kwargs: Any
 ) -> Any:
