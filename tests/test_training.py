@@ -182,7 +182,10 @@ def test_one_full_batch_step_is_plain_sgd_from_the_seeded_initialisation(cluster
 
 @pytest.mark.parametrize(("dropout", "activation"), COMBINATIONS)
 def test_loss_decreases_for_every_dropout_kind(clusters, dropout, activation):
-    config = _small_config(dropout=dropout, activation=activation, p_input=0.1, p_hidden=0.2)
+    # 8 epochs: at 4, one seed of Gaussian dropout with ReLU still sits at 0.62 (others 0.19-0.31).
+    config = _small_config(
+        dropout=dropout, activation=activation, p_input=0.1, p_hidden=0.2, epochs=8
+    )
     history = tr.train_mlp(clusters, config).history
     initial_loss = math.log(3)  # roughly: an untrained net is close to uniform on 3 classes
     assert history.train_loss[-1] < 0.5 * initial_loss
