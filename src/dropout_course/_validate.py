@@ -175,6 +175,15 @@ def check_mask(
         raise ValueError(f"{name} must hold only 0 and 1 (drop and keep)")
 
 
+def check_dout(dout: Any, shape: tuple[int, ...]) -> None:
+    """Raise unless ``dout`` is floating with the forward input's ``shape`` (a backward pass)."""
+    check_floating(dout, "dout")
+    if tuple(dout.shape) != tuple(shape):
+        raise ValueError(
+            f"dout must have the forward input's shape {tuple(shape)}, but got {tuple(dout.shape)}"
+        )
+
+
 def check_same_shape(a: Any, b: Any, name_a: str, name_b: str) -> None:
     """Raise ValueError unless ``a`` and ``b`` have the same shape."""
     if tuple(a.shape) != tuple(b.shape):

@@ -34,6 +34,7 @@ import numpy as np
 
 from . import dropout as readable
 from ._validate import (
+    check_dout,
     check_floating,
     check_probability,
     check_scaling,
@@ -240,11 +241,7 @@ def seeded_dropout_forward(
 
 def seeded_dropout_backward(dout: np.ndarray, cache: SeededDropoutCache) -> np.ndarray:
     """Gradient with respect to ``x``: regenerates the mask from ``cache.seed`` chunk by chunk."""
-    check_floating(dout, "dout")
-    if tuple(dout.shape) != cache.shape:
-        raise ValueError(
-            f"dout must have the forward input's shape {cache.shape}, but got {dout.shape}"
-        )
+    check_dout(dout, cache.shape)
     if cache.seed is None:
         return dout * cache.scale
     return _masked(dout, _seeded_chunks(cache.seed, cache.p), cache.scale)

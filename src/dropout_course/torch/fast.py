@@ -21,6 +21,7 @@ import torch
 from .._validate import (
     MAX_SEED,
     broadcasts_within_rank,
+    check_dout,
     check_floating,
     check_probability,
     check_scaling,
@@ -109,11 +110,7 @@ def seeded_dropout_forward(
 
 def seeded_dropout_backward(dout: torch.Tensor, cache: SeededDropoutCache) -> torch.Tensor:
     """Gradient with respect to ``x``: regenerates the mask from ``cache.seed`` on dout's device."""
-    check_floating(dout, "dout")
-    if tuple(dout.shape) != cache.shape:
-        raise ValueError(
-            f"dout must have the forward input's shape {cache.shape}, but got {tuple(dout.shape)}"
-        )
+    check_dout(dout, cache.shape)
     if cache.seed is None:
         return dout * cache.scale
     mask = seeded_keep_mask(cache.seed, cache.shape, cache.p, device=dout.device)
