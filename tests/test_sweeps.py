@@ -58,6 +58,29 @@ def test_each_run_is_train_mlp_on_the_seeded_subset(sweep, clusters):
     np.testing.assert_array_equal(full_run.history.val_acc, full_history.val_acc)
 
 
+def test_two_worker_processes_give_the_same_runs_and_fill_the_same_cache(sweep, clusters, tmp_path):
+    parallel = sw.run_sweep(
+        clusters,
+        BASE,
+        GRID,
+        n_train=[30, None],
+        seeds=[0, 1],
+        workers=2,
+        cache_dir=tmp_path,
+        progress=False,
+    )
+    assert parallel.axes == sweep.axes
+    for point, run in sweep.runs.items():
+        for field in sw.HISTORY_FIELDS:
+            np.testing.assert_array_equal(
+                getattr(parallel.runs[point].history, field), getattr(run.history, field)
+            )
+        assert parallel.runs[point].config == run.config
+    assert len(list(tmp_path.glob("*.npz"))) == len(sweep.runs)
+    with pytest.raises(ValueError, match="workers must be >= 1, but got workers=0"):
+        sw.run_sweep(clusters, BASE, GRID, workers=0, progress=False)
+
+
 def test_seeds_differ_and_sizes_differ(sweep):
     point = {"p_hidden": 0.5, "hidden": (8,)}
     by_seed = sweep.curves("train_loss", n_train=30, **point)

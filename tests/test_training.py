@@ -67,6 +67,10 @@ def _small_config(**changes):
         ({"batch_size": 8.5}, TypeError, r"batch_size must be an integer"),
         ({"weight_decay": -1e-4}, ValueError, r"weight_decay must be in \[0, inf\)"),
         ({"seed": -1}, ValueError, r"seed must be in \[0, "),
+        ({"lr_decay": 0.0}, ValueError, r"lr_decay must be in \(0, 1\], but got lr_decay=0\.0"),
+        ({"lr_decay": 1.5}, ValueError, r"lr_decay must be in \(0, 1\]"),
+        ({"dropout_start": -1}, ValueError, r"dropout_start must be >= 0"),
+        ({"dropout_start": 3, "dropout_stop": 3}, ValueError, r"dropout_stop must be >= 4"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(changes, error, message):
@@ -190,6 +194,62 @@ def test_loss_decreases_for_every_dropout_kind(clusters, dropout, activation):
     initial_loss = math.log(3)  # roughly: an untrained net is close to uniform on 3 classes
     assert history.train_loss[-1] < 0.5 * initial_loss
     assert history.train_loss[-1] < history.train_loss[0]
+
+
+def _assert_same_history(first, second, epochs=slice(None)):
+    for name in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        np.testing.assert_array_equal(
+            getattr(first.history, name)[epochs], getattr(second.history, name)[epochs]
+        )
+
+
+@pytest.mark.parametrize("trainer", [tr.train_mlp, tt.train_mlp], ids=["numpy", "torch"])
+def test_epochs_outside_the_dropout_window_train_as_without_dropout(clusters, trainer):
+    config = _small_config(p_input=0.1, p_hidden=0.5)
+    plain = trainer(clusters, replace(config, p_input=0.0, p_hidden=0.0))
+    _assert_same_history(trainer(clusters, replace(config, dropout_start=config.epochs)), plain)
+    constant = trainer(clusters, config)
+    early = trainer(clusters, replace(config, dropout_stop=2))
+    _assert_same_history(early, constant, slice(0, 2))  # epochs 0-1: dropout on, same draws
+    assert not np.array_equal(early.history.train_loss[2:], constant.history.train_loss[2:])
+    late = trainer(clusters, replace(config, dropout_start=2))
+    _assert_same_history(late, plain, slice(0, 2))
+    assert not np.array_equal(late.history.train_loss[2:], plain.history.train_loss[2:])
+
+
+def test_at_epoch_gives_the_scheduled_learning_rate_and_rates():
+    config = tr.TrainConfig(lr=0.2, lr_decay=0.5, p_input=0.1, p_hidden=0.4, dropout_stop=3)
+    assert [config.at_epoch(e).lr for e in range(4)] == [0.2, 0.1, 0.05, 0.025]
+    assert [config.at_epoch(e).p_hidden for e in range(4)] == [0.4, 0.4, 0.4, 0.0]
+    assert config.at_epoch(3).p_input == 0.0
+    late = replace(config, dropout_start=2, dropout_stop=None)
+    assert [late.dropout_on(e) for e in range(4)] == [False, False, True, True]
+
+
+def test_the_learning_rate_decays_after_every_epoch(clusters):
+    # full batch, no momentum: epoch e moves the weights by lr * lr_decay**e times the gradient
+    config = _small_config(epochs=2, batch_size=10_000, momentum=0.0, p_hidden=0.0, lr_decay=0.3)
+    one_epoch = tr.train_mlp(clusters, replace(config, epochs=1)).params
+    rng = np.random.default_rng(config.seed)
+    tr.init_mlp((4, 16, 3), "relu", rng)
+    rng.permutation(len(clusters.y_train))  # epoch 0's order
+    order = rng.permutation(len(clusters.y_train))
+    x, y = clusters.x_train.astype(np.float64)[order], clusters.y_train[order]
+    _, grads = tr.loss_and_gradients(one_epoch, x, y, config, rng)
+    result = tr.train_mlp(clusters, config)
+    for W1, dW, W in zip(one_epoch.weights, grads.weights, result.params.weights, strict=True):
+        np.testing.assert_allclose(W, W1 - config.lr * config.lr_decay * dW)
+
+
+def test_torch_fit_decays_every_parameter_group(clusters):
+    config = _small_config(epochs=3, lr_decay=0.5)
+    model = tt.build_mlp(config, 4, 3, torch.Generator().manual_seed(0))
+    optimizer = tt.sgd(model, config, weight_lr_factors=[1.0, 4.0])
+    x, y = torch.as_tensor(clusters.x_train), torch.as_tensor(clusters.y_train)
+    tt.fit(model, x, y, config, torch.Generator().manual_seed(0), optimizer=optimizer)
+    assert sorted(group["lr"] for group in optimizer.param_groups) == pytest.approx(
+        sorted(config.lr * 0.25 * factor for factor in (1.0, 4.0, 1.0))
+    )
 
 
 def test_dropout_on_a_small_digits_subset_reaches_a_sane_validation_accuracy(digits_300):

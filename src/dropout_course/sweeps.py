@@ -14,7 +14,9 @@ grid points with the same seed and size see the same examples, and differ only i
 With ``cache_dir`` each run's history and weights are stored as ``<key>.npz``; the key hashes
 the data the run trains and validates on, the config, and the library (its version and the source
 of the trainer and of the modules it imports). A rerun of a notebook loads instead of training; a
-change to the data, the config or that code retrains.
+change to the data, the config or that code retrains. With ``workers=2`` the runs that are not
+in the cache train in two processes at once (each with one BLAS thread), about twice as fast on
+two cores; the results are the same as in one process.
 
 ``hold_out_test`` sets a test set aside before any tuning, so a rate chosen on validation accuracy
 can be reported on examples that played no part in choosing it; ``selection_bias`` measures how
@@ -25,15 +27,18 @@ from a table of runs by validation accuracy alone.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import itertools
 import json
 import math
+import multiprocessing
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -337,6 +342,7 @@ def run_sweep(
     steps: int | None = None,
     adjust: Callable[[TrainConfig], TrainConfig] | None = None,
     cache_dir: str | os.PathLike | None = None,
+    workers: int = 1,
     progress: bool = True,
 ) -> SweepResult:
     """Train ``train_mlp`` at every point of ``grid x n_train x seeds``; each run exactly once.
@@ -354,6 +360,8 @@ def run_sweep(
             another, e.g. ``lambda c: replace(c, hidden=(width_for_kept_units(32, c.p_hidden),))``
             keeps ``(1 - p) * n`` at 32 along a ``p_hidden`` axis.
         cache_dir: a directory (created if needed) caching each run's history and weights.
+        workers: processes that train at once (>= 1); each limits BLAS to one thread. The
+            results do not depend on it.
         progress: show a tqdm progress bar over the runs.
 
     Returns:
@@ -383,14 +391,13 @@ def run_sweep(
             epochs = epochs_for_steps(steps, point["n_train"], config.batch_size)
             config = dataclasses.replace(config, epochs=epochs)
         configs.append(config)
+    workers = check_count(workers, "workers", 1)
     directory = None if cache_dir is None else Path(cache_dir)
     if directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
     subsets: dict[tuple[int, int], Dataset] = {}
-    runs = {}
-    for point, config in tqdm(
-        zip(points, configs, strict=True), total=len(points), desc="runs", disable=not progress
-    ):
+    jobs = []  # (subset, config, cache path), one per point
+    for point, config in zip(points, configs, strict=True):
         size, seed = point["n_train"], point["seed"]
         if (size, seed) not in subsets:
             subsets[size, seed] = (
@@ -398,13 +405,46 @@ def run_sweep(
             )
         subset = subsets[size, seed]
         path = None if directory is None else directory / f"{cache_key(subset, config)}.npz"
-        result = None if path is None else _load_result(path, config)
-        if result is None:
-            result = train_mlp(subset, config)
-            if path is not None:
-                _save_result(path, result, size)
-        runs[tuple(point.values())] = Run(config, size, result.history, result.params)
+        jobs.append((subset, config, path))
+    runs = {}
+    with _trainer(workers) as train:
+        results = tqdm(train(jobs), total=len(jobs), desc="runs", disable=not progress)
+        for point, config, result in zip(points, configs, results, strict=True):
+            run = Run(config, point["n_train"], result.history, result.params)
+            runs[tuple(point.values())] = run
     return SweepResult(axes, runs)
+
+
+def _train_or_load(job: tuple[Dataset, TrainConfig, Path | None]) -> TrainResult:
+    """One run: loaded from its cache file if there is one, else trained (and then stored)."""
+    subset, config, path = job
+    result = None if path is None else _load_result(path, config)
+    if result is None:
+        result = train_mlp(subset, config)
+        if path is not None:
+            _save_result(path, result, len(subset.y_train))
+    return result
+
+
+def _one_blas_thread() -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
+@contextlib.contextmanager
+def _trainer(workers: int) -> Iterator[Callable[[Iterable], Iterator[TrainResult]]]:
+    """A lazy ``map`` of ``_train_or_load`` over jobs, in this process or in ``workers`` ones.
+
+    Worker processes start with "spawn" (a fresh interpreter: safe to start from a Jupyter
+    kernel, which runs threads) and each limits BLAS to one thread.
+    """
+    if workers == 1:
+        yield functools.partial(map, _train_or_load)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_blas_thread) as pool:
+        yield functools.partial(pool.map, _train_or_load)
 
 
 def mean_and_spread(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

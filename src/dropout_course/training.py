@@ -5,7 +5,9 @@ The network is ``[dropout -> affine -> activation] * len(hidden) -> dropout -> a
 affine layer. Forward and backward are written by hand from :mod:`dropout_course.dropout` and
 :mod:`dropout_course.variants`; the loss is softmax cross-entropy. Training is minibatch SGD with
 momentum (PyTorch's update: ``v = momentum * v + g``, ``W -= lr * v``), L2 weight decay on the
-weights (not the biases), and an optional max-norm projection after every step.
+weights (not the biases), and an optional max-norm projection after every step. Two schedules:
+the learning rate can decay by a factor after every epoch, and dropout can be switched on for a
+window of epochs only (early dropout: the first epochs; late dropout: the last ones).
 
 All randomness (initialisation, minibatch order, dropout noise) comes from one
 ``numpy.random.Generator`` seeded by ``config.seed``: the same config gives the same history.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 import numpy as np
@@ -80,11 +82,17 @@ class TrainConfig:
         dropout: "bernoulli" (inverted dropout), "gaussian" or "alpha" (needs activation "selu").
         activation: "relu" (He initialisation) or "selu" (LeCun initialisation).
         max_norm: if set (> 0), the largest L2 norm of each unit's incoming weight vector.
-        lr: learning rate (> 0).
+        lr: learning rate (> 0) of the first epoch.
+        lr_decay: factor in (0, 1] applied to the learning rate after every epoch (1: constant).
         momentum: SGD momentum, in [0, 1).
         epochs: passes over the training set (>= 1).
         batch_size: examples per SGD step (>= 1).
         weight_decay: L2 penalty coefficient on the weights, >= 0.
+        dropout_start: first epoch (counted from 0) that trains with dropout, >= 0.
+        dropout_stop: the epoch at which dropout switches off for good (> dropout_start), or
+            None to keep it on to the end. ``dropout_stop=5`` is early dropout (epochs 0-4);
+            ``dropout_start=5`` is late dropout. Outside the window the run trains as with
+            ``p_input = p_hidden = 0``.
         seed: integer in [0, 2**63 - 1] for initialisation, minibatch order and dropout.
     """
 
@@ -95,10 +103,13 @@ class TrainConfig:
     activation: str = "relu"
     max_norm: float | None = None
     lr: float = 0.1
+    lr_decay: float = 1.0
     momentum: float = 0.9
     epochs: int = 50
     batch_size: int = 32
     weight_decay: float = 0.0
+    dropout_start: int = 0
+    dropout_stop: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -116,11 +127,30 @@ class TrainConfig:
         if self.max_norm is not None:
             check_positive(self.max_norm, "max_norm")
         check_positive(self.lr, "lr")
+        check_in_interval(self.lr_decay, "lr_decay", 0, 1, include_low=False)
         check_in_interval(self.momentum, "momentum", 0, 1, include_high=False)
         check_count(self.epochs, "epochs", 1)
         check_count(self.batch_size, "batch_size", 1)
         check_in_interval(self.weight_decay, "weight_decay", 0, math.inf, include_high=False)
+        check_count(self.dropout_start, "dropout_start", 0)
+        if self.dropout_stop is not None:
+            check_count(self.dropout_stop, "dropout_stop", self.dropout_start + 1)
         check_seed(self.seed)
+
+    def dropout_on(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` (counted from 0) trains with dropout."""
+        stop = math.inf if self.dropout_stop is None else self.dropout_stop
+        return self.dropout_start <= epoch < stop
+
+    def at_epoch(self, epoch: int) -> TrainConfig:
+        """The learning rate and dropout rates that epoch ``epoch`` (from 0) trains with."""
+        on = self.dropout_on(epoch)
+        return replace(
+            self,
+            lr=self.lr * self.lr_decay**epoch,
+            p_input=self.p_input if on else 0.0,
+            p_hidden=self.p_hidden if on else 0.0,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -349,11 +379,12 @@ def train_mlp(dataset: Dataset, config: TrainConfig, *, progress: bool = False) 
     x_val, y_val = dataset.x_val.astype(np.float64), dataset.y_val
     metrics = np.zeros((4, config.epochs))
     for epoch in tqdm(range(config.epochs), desc="epochs", disable=not progress):
+        epoch_config = config.at_epoch(epoch)
         order = rng.permutation(len(y_train))
         for start in range(0, len(order), config.batch_size):
             batch = order[start : start + config.batch_size]
-            _, grads = loss_and_gradients(params, x_train[batch], y_train[batch], config, rng)
-            _sgd_step(params, grads, velocity, config)
+            _, grads = loss_and_gradients(params, x_train[batch], y_train[batch], epoch_config, rng)
+            _sgd_step(params, grads, velocity, epoch_config)
         metrics[:2, epoch] = _evaluate(params, x_train, y_train)
         metrics[2:, epoch] = _evaluate(params, x_val, y_val)
     return TrainResult(params, History(*metrics), config)

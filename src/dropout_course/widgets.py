@@ -68,6 +68,11 @@ def _caption(value: Any, fmt: str | None) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _script_json(value: Any) -> str:
+    """JSON for an inline script: ``<`` escaped, so no text can close the ``<script>`` element."""
+    return json.dumps(value).replace("<", "\\u003c")
+
+
 class Slider:
     """Sliders over precomputed frames; see the module docstring for how it displays."""
 
@@ -78,13 +83,25 @@ class Slider:
         labels: dict[str, str],
         formats: dict[str, str | None],
         initial: dict[str, Any],
+        alt: str | None = None,
     ):
         self.draw, self.axes, self.labels, self.formats = draw, axes, labels, formats
         self.initial = initial
         self.number = next(_NUMBERS)  # tells apart identical sliders on one page
-        combos = itertools.product(*axes.values())
-        self.frames = [figure_png(draw(**dict(zip(axes, combo, strict=True)))) for combo in combos]
+        combos = [
+            dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())
+        ]
+        self.frames = [figure_png(draw(**values)) for values in combos]
+        self.alts = [self._describe(alt, values) for values in combos]
         self._widget = None
+
+    def _describe(self, alt: str | None, values: dict[str, Any]) -> str:
+        """The alt text of one frame: ``alt`` formatted with its values, or the values alone."""
+        shown = ", ".join(
+            f"{self.labels[name]} = {_caption(value, self.formats[name])}"
+            for name, value in values.items()
+        )
+        return f"Figure for {shown}" if alt is None else alt.format(**values)
 
     def frame_index(self, **values: Any) -> int:
         """Index in ``self.frames`` of one combination of axis values (row-major order)."""
@@ -98,6 +115,7 @@ class Slider:
         uid = f"dc-slider-{digest[:12]}-{self.number}"
         sources = [f"data:image/png;base64,{base64.b64encode(f).decode()}" for f in self.frames]
         start = self.frame_index(**self.initial)
+        first_alt = html.escape(self.alts[start])
         rows, captions, sizes = [], [], []
         for i, (name, options) in enumerate(self.axes.items()):
             texts = [_caption(v, self.formats[name]) for v in options]
@@ -114,11 +132,12 @@ class Slider:
             sizes.append(len(options))
         return f"""<div class="dc-static-slider" id="{uid}">
 {"".join(rows)}
-<img id="{uid}-img" src="{sources[start]}" alt="frame {start}" style="max-width: 100%;">
+<img id="{uid}-img" src="{sources[start]}" alt="{first_alt}" style="max-width: 100%;">
 <script>
 (function () {{
   var sources = {json.dumps(sources)};
-  var captions = {json.dumps(captions)};
+  var alts = {_script_json(self.alts)};
+  var captions = {_script_json(captions)};
   var sizes = {json.dumps(sizes)};
   var image = document.getElementById("{uid}-img");
   function show() {{
@@ -129,7 +148,7 @@ class Slider:
       index = index * sizes[i] + position;
     }}
     image.src = sources[index];
-    image.alt = "frame " + index;
+    image.alt = alts[index];
   }}
   for (var i = 0; i < sizes.length; i++) {{
     var input = document.getElementById("{uid}-" + i);
@@ -190,6 +209,7 @@ def slider(
     labels: Mapping[str, str] | None = None,
     formats: Mapping[str, str] | None = None,
     initial: Mapping[str, Any] | None = None,
+    alt: str | None = None,
     **axes: Sequence[Any],
 ) -> Slider:
     """Sliders over ``axes`` showing ``draw(**values)``: live in JupyterLab, static in the book.
@@ -200,6 +220,9 @@ def slider(
         labels: text beside each slider (default: the axis name).
         formats: ``str.format`` pattern per axis for the value shown (default ``{:g}``).
         initial: the value each slider starts at (default: its first value).
+        alt: what each frame shows, for screen readers: a ``str.format`` pattern over the axis
+            names, e.g. ``"Validation accuracy against epochs at p = {p:.1f}"`` (default: the
+            axis labels and values only).
         **axes: one keyword per slider, each a sequence of values, e.g. ``p=[0.0, 0.25, 0.5]``.
 
     Example:
@@ -218,4 +241,12 @@ def slider(
         if value not in checked[name]:
             raise ValueError(f"initial[{name!r}] must be one of {checked[name]}, but got {value!r}")
         start[name] = value
-    return Slider(draw, checked, labels, formats, start)
+    if alt is not None:
+        try:
+            alt.format(**start)
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(
+                f"alt must be a str.format pattern over the axes {list(checked)}, but "
+                f"alt={alt!r} fails: {error!r}"
+            ) from None
+    return Slider(draw, checked, labels, formats, start, alt)

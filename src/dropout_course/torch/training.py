@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from .._validate import check_positive, check_scaling
 from ..data import Dataset
 from ..training import History, MLPParams, TrainConfig, TrainResult, init_std
-from .dropout import Dropout
+from .dropout import Dropout, DropoutLayer
 from .variants import AlphaDropout, GaussianDropout, max_norm_
 
 _NOISE_LAYERS = {"gaussian": GaussianDropout, "alpha": AlphaDropout}
@@ -187,14 +187,17 @@ def fit(
     backpropagates, steps the optimiser and, if ``config.max_norm`` is set, projects the incoming
     weights of every ``nn.Linear`` unit onto the max-norm ball. An ``nn.Module`` trains in
     ``train()`` mode and is in ``eval()`` mode for ``after_epoch`` and when ``fit`` returns.
+    The schedules follow ``config.at_epoch``: every learning rate of the optimiser is multiplied
+    by ``config.lr_decay`` after each epoch, and outside ``config``'s dropout window the dropout
+    layers (the course's and ``torch.nn``'s) stay in eval mode, so the epoch trains without them.
 
     Args:
         model: the network: an ``nn.Module``, or any differentiable function of a batch of
             inputs (then ``optimizer`` must be given: it holds the parameters).
         x: training inputs (N, ...), on the model's device and in its dtype.
         y: targets (N, ...): class indices for the default loss.
-        config: supplies epochs, batch_size and max_norm (and lr, momentum and weight_decay
-            to the default optimiser).
+        config: supplies epochs, batch_size, max_norm and the schedules (and lr, momentum and
+            weight_decay to the default optimiser).
         generator: torch Generator on x's device that draws the order of the examples.
         optimizer: any torch optimiser over the model's parameters; default ``sgd(model,
             config)``.
@@ -223,10 +226,18 @@ def fit(
             f"but got model of type {type(model).__name__}"
         )
     optimizer = sgd(model, config) if optimizer is None else optimizer
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)] if is_module else []
+    modules = list(model.modules()) if is_module else []
+    linears = [m for m in modules if isinstance(m, nn.Linear)]
+    dropouts = [m for m in modules if isinstance(m, (DropoutLayer, nn.modules.dropout._DropoutNd))]
+    first_lrs = [group["lr"] for group in optimizer.param_groups]
     results = []
-    for _ in tqdm(range(config.epochs), desc="epochs", disable=not progress):
+    for epoch in tqdm(range(config.epochs), desc="epochs", disable=not progress):
         _set_training(model, True)
+        if not config.dropout_on(epoch):
+            for layer in dropouts:
+                layer.eval()
+        for group, first_lr in zip(optimizer.param_groups, first_lrs, strict=True):
+            group["lr"] = first_lr * config.lr_decay**epoch
         order = torch.randperm(len(x), generator=generator, device=generator.device)
         for batch in order.split(config.batch_size):
             batch_loss = loss(model(x[batch]), y[batch])
