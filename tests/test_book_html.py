@@ -1,9 +1,10 @@
 """Checks of the HTML the book build writes, read with the standard library's ``html.parser``.
 
 Every page of the table of contents is there; chapters show figures and static sliders and the
-current source of the library code they list; no cell printed an error; every citation links
-into the references page; no page loads a script from the network; the download, launch and
-search features of the theme are there.
+current source of the library code they list; every image has alt text that describes it, and
+each chapter's key figures are numbered, captioned and referred to by number; no cell printed an
+error; every citation links into the references page; no page loads a script from the network;
+the download, launch and search features of the theme are there.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from test_listings import current_source, listed_objects
 
 PAGES = toc_files()
 CHAPTERS = [page for page in PAGES if re.fullmatch(r"book/0[1-6]_\w+", page)]
-CHAPTERS_WITH_SLIDERS = [page for page in CHAPTERS if page[5:7] in {"01", "03", "04", "05"}]
+KEY_FIGURES_PER_CHAPTER = 2
 NOTEBOOKS = notebook_pages()
 REMOTE = re.compile(r"^(https?:)?//", re.IGNORECASE)
 ERROR_OUTPUT_CLASSES = {"stderr", "traceback", "error"}
@@ -184,7 +185,52 @@ def test_every_citation_links_into_the_references(built_book, docname):
     assert not problems, f"{docname}:\n" + "\n".join(problems)
 
 
-@pytest.mark.parametrize("docname", CHAPTERS_WITH_SLIDERS)
+PATH_LIKE = re.compile(r"\.(png|jpe?g|svg|gif)\b|^data:|_images/|^\S*/\S*$", re.IGNORECASE)
+"""A file name, a data URI or a lone path: what Sphinx writes as alt text when none is given."""
+
+
+@pytest.mark.parametrize("docname", NOTEBOOKS)
+def test_every_image_has_alt_text_that_describes_it(built_book, docname):
+    """Sphinx writes an image's path as its alt text when none is given; sliders wrote "frame N"."""
+    page = page_of(built_book, docname)
+    problems = []
+    for image in page.select("img"):
+        if not image.within_class("cell_output"):
+            continue  # the theme's logo and icons
+        alt = image.attrs.get("alt", "").strip()
+        if PATH_LIKE.search(alt) or re.fullmatch(r"frame \d+", alt) or len(alt.split()) < 4:
+            problems.append(f"alt={alt[:80]!r} (src {image.attrs.get('src', '')[:60]}...)")
+    assert not problems, f"{docname}: images without a description as alt text:\n" + "\n".join(
+        problems
+    )
+
+
+@pytest.mark.parametrize("docname", CHAPTERS)
+def test_key_figures_are_numbered_captioned_and_referred_to(built_book, docname):
+    page = page_of(built_book, docname)
+    numbered, short = [], []
+    for figure in (f for f in page.select("figure") if f.attrs.get("id")):
+        inside = [e for e in page.elements if e.within(figure)]
+        captions = [e for e in inside if e.tag == "figcaption"]
+        if not any("caption-number" in e.classes for e in inside):
+            continue
+        if not any(e.tag == "img" for e in inside):
+            continue
+        numbered.append(figure.attrs["id"])
+        caption = " ".join(snippet(c) for c in captions)
+        if len(caption.split()) < 10:
+            short.append(f"#{figure.attrs['id']}: {caption!r}")
+    assert len(numbered) >= KEY_FIGURES_PER_CHAPTER, (
+        f"{docname} has {len(numbered)} numbered figures with an image; at least "
+        f"{KEY_FIGURES_PER_CHAPTER} are expected"
+    )
+    assert not short, f"{docname}: captions too short to say what to see: {short}"
+    links = {urlsplit(a.attrs["href"]).fragment for a in page.select("a") if "href" in a.attrs}
+    unreferenced = [name for name in numbered if name not in links]
+    assert not unreferenced, f"{docname}: the text never refers to figures {unreferenced} by number"
+
+
+@pytest.mark.parametrize("docname", CHAPTERS)
 def test_chapter_has_a_static_slider(built_book, docname):
     page = page_of(built_book, docname)
     sliders = page.select("div", "dc-static-slider")
