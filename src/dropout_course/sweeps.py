@@ -36,6 +36,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -424,10 +425,12 @@ def _train_or_load(job: tuple[Dataset, TrainConfig, Path | None]) -> TrainResult
     return result
 
 
-def _one_blas_thread() -> None:
+def _init_worker() -> None:
+    """A worker uses one BLAS thread and ignores Ctrl-C: the process that owns it stops it."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @functools.cache
@@ -438,7 +441,7 @@ def _worker_pool(workers: int) -> ProcessPoolExecutor:
     starting takes seconds, hence the reuse) and each limits BLAS to one thread.
     """
     context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=_one_blas_thread)
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
 
 
 def _train_all(jobs: list, workers: int) -> Iterator[TrainResult]:
