@@ -64,7 +64,16 @@ def test_reference_modules_never_import_presentation(path):
 READABLE = [
     f"{prefix}{name}.py"
     for prefix in ("", "torch/")
-    for name in ("masks", "dropout", "dropconnect", "ensembles", "coadaptation", "variants")
+    for name in (
+        "masks",
+        "dropout",
+        "dropconnect",
+        "ensembles",
+        "coadaptation",
+        "variants",
+        "residual",
+        "dropblock",
+    )
 ]
 """The modules whose functions students write: each reads like its chapter's formula."""
 
