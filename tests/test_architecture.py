@@ -73,6 +73,7 @@ READABLE = [
         "variants",
         "residual",
         "dropblock",
+        "attention",
     )
 ]
 """The modules whose functions students write: each reads like its chapter's formula."""
