@@ -156,18 +156,26 @@ def broadcasts_within_rank(small: tuple[int, ...], shape: tuple[int, ...]) -> bo
 
 
 def check_mask(
-    mask: Any, shape: tuple[int, ...], name: str = "mask", *, broadcast: bool = False
+    mask: Any,
+    shape: tuple[int, ...],
+    name: str = "mask",
+    *,
+    broadcast: bool = False,
+    meaning: str | None = None,
 ) -> None:
     """Raise unless ``mask`` fits ``shape`` and holds only 0/1 (bool, int or float dtype).
 
     With ``broadcast=True`` the mask may have size-1 axes where ``shape`` does not (channel masks
     of shape (N, C, 1, 1), locked masks of shape (N, 1, D)); it must still have the same rank.
+    ``meaning`` says in the error what the required shape stands for (default: one entry per
+    unit), e.g. "one draw per example" for a drop-path mask of shape (N, 1).
     """
     if not hasattr(mask, "shape") or not hasattr(mask, "dtype"):
         raise TypeError(f"{name} must be an array or tensor, but got {type(mask).__name__}")
     got, want = tuple(mask.shape), tuple(shape)
     if not (got == want or (broadcast and broadcasts_within_rank(got, want))):
         rule = "the same rank, each axis equal or 1" if broadcast else "one entry per unit"
+        rule = meaning or rule
         raise ValueError(f"{name} must have shape {want} ({rule}), but got shape {got}")
     if "complex" in str(mask.dtype):
         raise TypeError(f"{name} must hold 0/1 (bool, int or float), but got dtype {mask.dtype}")

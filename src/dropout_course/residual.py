@@ -26,6 +26,7 @@ from ._validate import (
     check_count,
     check_floating,
     check_in_interval,
+    check_mask,
     check_probability,
     check_shape,
 )
@@ -45,19 +46,6 @@ def check_branch(branch: Any) -> None:
 def check_survival(survival: Any, name: str = "survival") -> float:
     """Return ``survival`` (the probability of keeping a branch, ``1 - p``), checked in [0, 1]."""
     return check_in_interval(survival, name, 0.0, 1.0)
-
-
-def check_mask_shape(mask: Any, shape: tuple[int, ...], meaning: str) -> None:
-    """Raise unless ``mask`` is an array or tensor of exactly ``shape`` (``meaning`` explains it).
-
-    ``dropout_forward`` checks the rest (0/1 entries, dtype).
-    """
-    if not hasattr(mask, "shape"):
-        raise TypeError(f"mask must be an array or tensor, but got {type(mask).__name__}")
-    if tuple(mask.shape) != tuple(shape):
-        raise ValueError(
-            f"mask must have shape {tuple(shape)} ({meaning}), but got shape {tuple(mask.shape)}"
-        )
 
 
 def per_example_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -111,7 +99,7 @@ def drop_path(
     check_branch(branch)
     p = check_probability(p)
     if mask is not None:
-        check_mask_shape(mask, per_example_shape(branch.shape), "one draw per example")
+        check_mask(mask, per_example_shape(branch.shape), meaning="one draw per example")
     elif train and rng is not None:
         mask = drop_path_mask(branch.shape, p, rng)
     return dropout_forward(branch, p, train=train, mask=mask, scaling=scaling)
@@ -163,7 +151,7 @@ def stochastic_depth(
     check_branch(branch)
     survival = check_survival(survival)
     if mask is not None:
-        check_mask_shape(mask, per_batch_shape(branch.shape), "one draw for the whole mini-batch")
+        check_mask(mask, per_batch_shape(branch.shape), meaning="one draw for the whole mini-batch")
     elif train and rng is not None:
         mask = stochastic_depth_mask(branch.shape, survival, rng)
     return dropout_forward(branch, 1.0 - survival, train=train, mask=mask, scaling="classic")

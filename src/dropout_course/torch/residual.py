@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from .._validate import check_probability, check_scaling, check_shape
+from .._validate import check_mask, check_probability, check_scaling, check_shape
 from ..residual import (
     check_branch,
-    check_mask_shape,
     check_survival,
     per_batch_shape,
     per_example_shape,
@@ -62,7 +61,7 @@ def drop_path(
     check_branch(branch)
     p = check_probability(p)
     if mask is not None:
-        check_mask_shape(mask, per_example_shape(tuple(branch.shape)), "one draw per example")
+        check_mask(mask, per_example_shape(tuple(branch.shape)), meaning="one draw per example")
     elif train and generator is not None:
         mask = drop_path_mask(tuple(branch.shape), p, generator)
     return dropout_forward(branch, p, train=train, mask=mask, scaling=scaling)
@@ -107,7 +106,7 @@ def stochastic_depth(
     survival = check_survival(survival)
     if mask is not None:
         shape = per_batch_shape(tuple(branch.shape))
-        check_mask_shape(mask, shape, "one draw for the whole mini-batch")
+        check_mask(mask, shape, meaning="one draw for the whole mini-batch")
     elif train and generator is not None:
         mask = stochastic_depth_mask(tuple(branch.shape), survival, generator)
     return dropout_forward(branch, 1.0 - survival, train=train, mask=mask, scaling="classic")
