@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -313,3 +314,10 @@ def test_best_rate_rejects_ragged_or_empty_tables():
         sw.best_rate({"p": [], "val_acc": []})
     with pytest.raises(ValueError, match="rank 1"):
         sw.best_rate({"p": [[0.1]], "val_acc": [[0.5]]})
+
+
+def test_map_in_workers_gives_the_results_in_order_in_processes_and_checks_workers():
+    assert list(sw.map_in_workers(math.sqrt, [1, 4, 9], 2)) == [1.0, 2.0, 3.0]
+    assert list(sw.map_in_workers(math.sqrt, [16], 1)) == [4.0]
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        sw.map_in_workers(math.sqrt, [1], 0)

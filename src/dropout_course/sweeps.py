@@ -426,9 +426,10 @@ def _train_or_load(job: tuple[Dataset, TrainConfig, Path | None]) -> TrainResult
 
 
 def _init_worker() -> None:
-    """A worker uses one BLAS thread and ignores Ctrl-C: the process that owns it stops it."""
+    """A worker uses one thread (BLAS, OpenMP, torch) and ignores Ctrl-C: its owner stops it."""
     from threadpoolctl import threadpool_limits
 
+    os.environ["OMP_NUM_THREADS"] = "1"  # read by torch when a job first imports it
     threadpool_limits(limits=1, user_api="blas")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -444,11 +445,23 @@ def _worker_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
 
 
+def map_in_workers(
+    function: Callable[[Any], Any], jobs: Sequence[Any], workers: int = 1
+) -> Iterator:
+    """``function(job)`` for every job, in order: in this process, or in ``workers`` processes.
+
+    The processes are the pool ``run_sweep`` uses (started once, one thread each). ``function``
+    must be importable by name (defined in a module, not in a notebook) and its jobs picklable.
+    """
+    check_count(workers, "workers", 1)
+    if workers == 1:
+        return map(function, jobs)
+    return _worker_pool(workers).map(function, jobs)
+
+
 def _train_all(jobs: list, workers: int) -> Iterator[TrainResult]:
     """``_train_or_load`` of every job, in order: in this process, or in ``workers`` at once."""
-    if workers == 1:
-        return map(_train_or_load, jobs)
-    return _worker_pool(workers).map(_train_or_load, jobs)
+    return map_in_workers(_train_or_load, jobs, workers)
 
 
 def mean_and_spread(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
