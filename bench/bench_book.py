@@ -7,7 +7,8 @@
 and ``TMPDIR`` points at an empty directory, so the sweep cache that chapter 5 keeps in the
 system's temporary directory is empty too. The build is ``make book``'s command; the rebuild runs
 it again. Printed: each notebook's execution time (from myst-nb's records), both wall times and
-the budgets of issue 10 (clean build <= 6 minutes on 2 cores, rebuild <= 30 s).
+the budgets (clean build of the whole book <= 9 minutes on 2 cores, issues 11 and 12; rebuild
+<= 30 s).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-CLEAN_BUDGET_S = 360.0
+CLEAN_BUDGET_S = 540.0
 REBUILD_BUDGET_S = 30.0
 
 

@@ -24,7 +24,7 @@ from test_book import notebook_pages, toc_files
 from test_listings import current_source, listed_objects
 
 PAGES = toc_files()
-CHAPTERS = [page for page in PAGES if re.fullmatch(r"book/0[1-6]_\w+", page)]
+CHAPTERS = [page for page in PAGES if re.fullmatch(r"book/0[1-9]_\w+", page)]
 KEY_FIGURES_PER_CHAPTER = 2
 NOTEBOOKS = notebook_pages()
 REMOTE = re.compile(r"^(https?:)?//", re.IGNORECASE)

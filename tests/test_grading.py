@@ -137,6 +137,7 @@ AUTOGRADED = {  # assignment -> (autograded points, autograded test cells); + 4 
     "ch4_dropconnect": (18, 11),
     "ch5_tuning": (12, 9),
     "ch6_beyond_dense": (20, 14),
+    "ch7_modern_architectures": (17, 10),
 }
 
 

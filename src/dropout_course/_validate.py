@@ -199,3 +199,10 @@ def check_same_shape(a: Any, b: Any, name_a: str, name_b: str) -> None:
             f"{name_a} and {name_b} must have the same shape, "
             f"but got {tuple(a.shape)} and {tuple(b.shape)}"
         )
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    """Return ``value`` after checking it is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, but got {name}={value!r}")
+    return value

@@ -1,6 +1,6 @@
 """Scaled dot-product attention with dropout on the attention probabilities, in numpy.
 
-Chapter 7, book/07_modern.md (planned). For queries ``q`` (N, Tq, d), keys ``k`` (N, Tk, d) and
+Chapter 7, book/07_modern_architectures.md. For queries ``q`` (N, Tq, d), keys ``k`` (N, Tk, d) and
 values ``v`` (N, Tk, dv), attention with dropout (where ``torch.nn.MultiheadAttention`` and
 ``TransformerEncoderLayer`` put it) is
 

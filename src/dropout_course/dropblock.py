@@ -1,6 +1,6 @@
 """DropBlock in numpy (Ghiasi, Lin and Le, NeurIPS 2018): drop contiguous squares, not pixels.
 
-Chapter 7, book/07_modern.md (planned). Chapter 6, book/06_beyond_dense.md, explains why
+Chapter 7, book/07_modern_architectures.md. Chapter 6, book/06_beyond_dense.md, explains why
 independent pixels are a weak target on a convolutional feature map: neighbouring units are
 correlated, so a dropped pixel is easily filled in from its neighbours. DropBlock drops whole
 ``block_size x block_size`` squares instead:

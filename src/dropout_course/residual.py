@@ -1,6 +1,6 @@
 """Dropping whole residual branches in numpy: drop-path and stochastic depth.
 
-Chapter 7, book/07_modern.md (planned). A residual block computes ``x + branch(x)``; these
+Chapter 7, book/07_modern_architectures.md. A residual block computes ``x + branch(x)``; these
 functions drop the branch's output ``branch`` (shape (N, ...), examples first), so a dropped block
 passes its input through unchanged. Both are dropout with a coarser mask, and are written as
 exactly that: a call to ``dropout_forward`` with a mask of a special shape.

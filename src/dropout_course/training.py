@@ -26,6 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._validate import (
+    check_choice,
     check_count,
     check_floating,
     check_in_interval,
@@ -54,12 +55,6 @@ _DROPOUT_PAIRS: dict[str, tuple[Callable, Callable]] = {
     "gaussian": (gaussian_dropout_forward, gaussian_dropout_backward),
     "alpha": (alpha_dropout_forward, alpha_dropout_backward),
 }
-
-
-def _check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, but got {name}={value!r}")
-    return value
 
 
 def _check_widths(hidden: object) -> tuple[int, ...]:
@@ -117,8 +112,8 @@ class TrainConfig:
         for name in ("p_input", "p_hidden"):
             check_probability(getattr(self, name), name)
             check_in_interval(getattr(self, name), name, 0, 1, include_high=False)
-        _check_choice(self.dropout, "dropout", DROPOUTS)
-        _check_choice(self.activation, "activation", ACTIVATIONS)
+        check_choice(self.dropout, "dropout", DROPOUTS)
+        check_choice(self.activation, "activation", ACTIVATIONS)
         if self.dropout == "alpha" and self.activation != "selu":
             raise ValueError(
                 "dropout='alpha' needs activation='selu' (alpha dropout preserves the mean and "
@@ -193,7 +188,7 @@ class TrainResult:
 
 def init_std(fan_in: int, activation: str) -> float:
     """Initial weight standard deviation: He ``sqrt(2 / fan_in)`` for relu, LeCun for selu."""
-    gain = 2.0 if _check_choice(activation, "activation", ACTIVATIONS) == "relu" else 1.0
+    gain = 2.0 if check_choice(activation, "activation", ACTIVATIONS) == "relu" else 1.0
     return math.sqrt(gain / fan_in)
 
 

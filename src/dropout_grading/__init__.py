@@ -29,6 +29,7 @@ ASSIGNMENT_MODULES = {
     "ch3_ensembles": "dropout_grading.ch3",
     "ch1_coadaptation": "dropout_grading.ch1",
     "ch6_beyond_dense": "dropout_grading.ch6",
+    "ch7_modern_architectures": "dropout_grading.ch7",
 }
 """nbgrader assignment id -> module of its checks (add a line per new assignment)."""
 

@@ -67,6 +67,10 @@ class BoundFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
 
+    def drive(self, driver: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``driver(function, *args, **kwargs)``: see ``LocalFunction.drive``."""
+        raise NotImplementedError
+
 
 MAX_DESCRIPTION = 80
 """Longest description of one argument in a message (longer ones are cut with ``...``)."""
@@ -83,6 +87,10 @@ def describe_value(value: Any) -> str:
         return f"array(shape={value.shape}, dtype={value.dtype})"
     if isinstance(value, np.random.Generator):
         return "rng"
+    if type(value).__module__ == "torch" and type(value).__name__ == "Generator":
+        return "generator"
+    if type(value).__module__ == "torch" and hasattr(value, "device"):  # a tensor
+        return f"tensor(shape={tuple(value.shape)}, dtype={value.dtype}, device={value.device})"
     if isinstance(value, types.FunctionType | functools.partial):
         return "forward" if isinstance(value, functools.partial) else value.__name__
     if dataclasses.is_dataclass(value) and not isinstance(value, type):  # e.g. a TinyMLP
@@ -140,8 +148,29 @@ class LocalFunction(BoundFunction):
             )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        allowed = frozenset(_code_of(value) for value in (*args, *kwargs.values())) - {None}
-        call = describe_call(self.name, args, kwargs)
+        return self._guarded(self.function, args, kwargs, describe_call(self.name, args, kwargs))
+
+    def drive(self, driver: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``driver(function, *args, **kwargs)`` as one guarded call of the student's code.
+
+        For what a plain call cannot exercise, such as an ``nn.Module`` class: a trusted,
+        module-level, self-contained ``driver`` of the checks module constructs it, switches
+        ``train()``/``eval()`` and calls it, and returns plain values (tensors, numbers).
+        """
+        call = f"{self.name} in {describe_call(driver.__name__, args, kwargs)}"
+        allowed = frozenset({driver.__code__})
+        return self._guarded(driver, (self.function, *args), kwargs, call, allowed)
+
+    def _guarded(
+        self,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        call: str,
+        allowed: frozenset[types.CodeType] = frozenset(),
+    ) -> Any:
+        """``function(*args, **kwargs)`` under the grading rules; ``call`` words the messages."""
+        allowed |= frozenset(_code_of(value) for value in (*args, *kwargs.values())) - {None}
         output = io.StringIO()
         with (
             warnings.catch_warnings(),
@@ -151,7 +180,7 @@ class LocalFunction(BoundFunction):
         ):
             warnings.simplefilter("ignore")
             try:
-                result, report = call_guarded(self.function, args, kwargs, self.forbidden, allowed)
+                result, report = call_guarded(function, args, kwargs, self.forbidden, allowed)
             except NotImplementedError:
                 raise StudentError(
                     f"{self.name} is not written yet: {call} raised NotImplementedError "

@@ -435,29 +435,34 @@ def require_independent(
 
 
 def require_reproducible(
-    read: Callable[[np.random.Generator], np.ndarray],
+    read: Callable[[Any], np.ndarray],
     seed: int,
     *,
     what: str,
     part: Callable[[np.ndarray], np.ndarray] = lambda draws: draws,
+    new_rng: Callable[[int], Any] = np.random.default_rng,
+    source: str = "the rng argument (not np.random.* or a new default_rng())",
+    name: str = "rng",
 ) -> None:
     """``read(rng)`` depends on rng alone: equal for two generators with one seed, new for two
     calls with one rng (compared on ``part`` of it).
 
-    Two independent draws as the checks make them are equal with probability < 1e-80: masks hold
-    at least 2000 draws with q(1 - q) >= 0.0475, (1 - 2 q (1 - q))**2000 < 1e-80; continuous
-    noise, 0. A caller with fewer draws states its own bound.
+    ``new_rng(seed)`` makes the generators (a torch Generator for torch code); ``source`` and
+    ``name`` word the messages. Two independent draws as the checks make them are equal with
+    probability < 1e-80: masks hold at least 2000 draws with q(1 - q) >= 0.0475,
+    (1 - 2 q (1 - q))**2000 < 1e-80; continuous noise, 0. A caller with fewer draws states its
+    own bound.
     """
     require(
-        np.array_equal(read(np.random.default_rng(seed)), read(np.random.default_rng(seed))),
+        np.array_equal(read(new_rng(seed)), read(new_rng(seed))),
         f"{what} gave different results for two generators with the same seed: take every "
-        "random number from the rng argument (not np.random.* or a new default_rng())",
+        f"random number from {source}",
     )
-    rng = np.random.default_rng(seed)
+    rng = new_rng(seed)
     require(
         not np.array_equal(part(read(rng)), part(read(rng))),
-        f"two calls of {what} with the same rng gave the same result: draw from rng, do not "
-        "reseed it",
+        f"two calls of {what} with the same {name} gave the same result: draw from {name}, do "
+        "not reseed it",
     )
 
 

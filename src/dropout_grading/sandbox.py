@@ -6,14 +6,17 @@ then calls the student's functions through ``RemoteFunction`` proxies: arguments
 worker pickled over a pipe, results come back the same way. Values that checks read come back by
 value (numpy arrays and scalars, numbers, strings, tuples and lists of them); anything else the
 student returns (a ``cache`` object, say) stays in the worker and comes back as a ``Handle`` that
-the audit can pass back in a later call. Mutable arguments (arrays, ``numpy.random.Generator``)
-are synchronised back after each call, so a check sees its generator advance and its input
-arrays modified exactly as it would in the notebook.
+the audit can pass back in a later call. Torch tensors come back as ``TensorValue`` (the values
+as a numpy array, the dtype and the device type), so checks of torch code read them in both
+processes. Mutable arguments (arrays, tensors, numpy and torch generators) are synchronised back
+after each call, so a check sees its generator advance and its inputs modified exactly as it
+would in the notebook.
 
 What comes back is untrusted: it is read by ``RestrictedUnpickler``, which only rebuilds numpy
-arrays and scalars of numeric dtypes, complex numbers and handles, so a hostile worker cannot make
-the audit process run code. Every request has a deadline; a worker that misses it is interrupted
-(SIGINT, as nbgrader interrupts a kernel), and killed if it does not answer within a grace period.
+arrays and scalars of numeric dtypes, complex numbers, handles and ``TensorValue``s, so a hostile
+worker cannot make the audit process run code. Every request has a deadline; a worker that misses
+it is interrupted (SIGINT, as nbgrader interrupts a kernel), and killed if it does not answer
+within a grace period.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +52,30 @@ class Handle:
     """Reference to an object that stays in the worker (key into the worker's table)."""
 
     key: int
+
+
+@dataclass(frozen=True)
+class TensorValue:
+    """A torch tensor as it crosses the wire: its values, its dtype and device type as text."""
+
+    array: np.ndarray
+    dtype: str
+    device: str
+
+
+def _torch() -> Any:
+    """The torch module if something imported it (a checks module of torch code), else None."""
+    return sys.modules.get("torch")
+
+
+def tensor_value(tensor: Any) -> TensorValue:
+    """``tensor``'s values on the CPU (float32 for dtypes numpy lacks), dtype and device type."""
+    values = tensor.detach().cpu()
+    try:
+        array = values.numpy()
+    except TypeError:  # bfloat16 and friends
+        array = values.float().numpy()
+    return TensorValue(np.array(array, subok=False), str(tensor.dtype), tensor.device.type)
 
 
 class WorkerDied(CheckFailure):
@@ -101,6 +129,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             ("numpy", "dtype"),
             ("builtins", "complex"),
             (__name__, "Handle"),
+            (__name__, "TensorValue"),
         }
     )
 
@@ -122,6 +151,11 @@ def _require_plain(value: Any) -> None:
         for key, item in value.items():
             _require_plain(key)
             _require_plain(item)
+    elif type(value) is TensorValue:
+        texts = (type(value.dtype), type(value.device))
+        if type(value.array) is not np.ndarray or texts != (str, str):
+            raise pickle.UnpicklingError("the worker sent a malformed tensor")
+        _require_plain(value.array)
     elif not isinstance(value, Handle) and type(value) not in _PLAIN:
         raise pickle.UnpicklingError(f"the worker sent a {type(value).__name__}")
 
@@ -141,6 +175,9 @@ def to_wire(value: Any, store: dict[int, Any], depth: int = 0) -> Any:
         return value
     if type(value) in _PLAIN:
         return value
+    torch = _torch()
+    if torch is not None and isinstance(value, torch.Tensor):
+        return tensor_value(value)
     if type(value) in (tuple, list) and depth < 4:
         return type(value)(to_wire(item, store, depth + 1) for item in value)
     key = len(store)
@@ -165,19 +202,26 @@ def mutable_states(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[Any, A
     """States of the mutable arguments (arrays, generators), keyed by position or keyword.
 
     Copies are made with the array type's own method (student code can rebind ``np.array`` in a
-    worker, not a method of a built-in type).
+    worker, not a method of a built-in type). A torch generator's state is its byte tensor, a
+    tensor's its values, both as numpy arrays.
     """
     states = {}
+    torch = _torch()
     for key, value in (*enumerate(args), *kwargs.items()):
         if isinstance(value, _GENERATOR):
             states[key] = value.bit_generator.state
         elif isinstance(value, _NDARRAY) and value.dtype.kind in _NUMERIC_KINDS:
             states[key] = _NDARRAY.copy(value)
+        elif torch is not None and isinstance(value, torch.Generator):
+            states[key] = tensor_value(value.get_state()).array
+        elif torch is not None and isinstance(value, torch.Tensor):
+            states[key] = tensor_value(value).array
     return states
 
 
 def _restore_states(args: tuple[Any, ...], kwargs: dict[str, Any], states: dict[Any, Any]) -> None:
     """Write the worker's final argument states back into the audit's own arguments."""
+    torch = _torch()
     for key, state in states.items():
         value = args[key] if isinstance(key, int) else kwargs[key]
         if isinstance(value, np.random.Generator) and isinstance(state, dict):
@@ -185,6 +229,14 @@ def _restore_states(args: tuple[Any, ...], kwargs: dict[str, Any], states: dict[
         elif isinstance(value, np.ndarray) and isinstance(state, np.ndarray):
             if state.shape == value.shape and not np.array_equal(state, value):
                 np.copyto(value, state, casting="unsafe")
+        elif torch is not None and isinstance(value, torch.Generator):
+            value.set_state(torch.from_numpy(np.array(state, dtype=np.uint8)))
+        elif torch is not None and isinstance(value, torch.Tensor):
+            if tuple(state.shape) == tuple(value.shape) and not np.array_equal(
+                state, tensor_value(value).array
+            ):
+                with torch.no_grad():
+                    value.copy_(torch.from_numpy(state))
 
 
 class Worker:
@@ -300,7 +352,16 @@ class RemoteFunction(BoundFunction):
         self.key = reply[1]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        reply = self.worker.request(("call", self.key, args, kwargs))
+        return self._result(self.worker.request(("call", self.key, args, kwargs)), args, kwargs)
+
+    def drive(self, driver: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``driver(function, *args, **kwargs)`` in the worker (the driver travels by name)."""
+        request = ("drive", self.key, args, kwargs, driver)
+        return self._result(self.worker.request(request), args, kwargs)
+
+    @staticmethod
+    def _result(reply: tuple[Any, ...], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The value of a call's reply, after the worker's argument states are written back."""
         if reply[0] != "ok":
             _raise_failure(reply)
         _, value, states = reply

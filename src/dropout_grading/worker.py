@@ -9,7 +9,9 @@ handles before any student code runs), then serves requests until its pipe close
 * ``("run_cell", source)``: execute a notebook cell in the notebook namespace;
 * ``("bind", name)``: wrap the notebook's function ``name`` for grading (static reference scan);
 * ``("call", handle, args, kwargs)``: call a bound function, reply with the result and the
-  final state of every mutable argument (arrays, generators).
+  final state of every mutable argument (arrays, tensors, generators);
+* ``("drive", handle, args, kwargs, driver)``: the same for ``driver(function, *args,
+  **kwargs)``, a trusted function of the checks module (``BoundFunction.drive``).
 
 Replies are ``("ok", ...)``, ``("error", text)`` for a failed cell, or ``("fail", failure class,
 message)``. SIGINT interrupts the request being served (the audit's timeout), like a kernel
@@ -101,14 +103,22 @@ class Server:
         return ("ok", to_wire(function, self.store))
 
     def call(
-        self, function: Handle, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        function: Handle,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        driver: Any = None,
     ) -> tuple[Any, ...]:
         function = from_wire(function, self.store)
         args = tuple(self.tripwires.unwrap(from_wire(value, self.store)) for value in args)
         kwargs = {k: self.tripwires.unwrap(from_wire(v, self.store)) for k, v in kwargs.items()}
+        driver = self.tripwires.unwrap(driver)
         with self.tripwires.armed(self.assignment.forbidden_for(function.name)) as trips:
             try:
-                result = function(*args, **kwargs)
+                if driver is None:
+                    result = function(*args, **kwargs)
+                else:
+                    result = function.drive(driver, *args, **kwargs)
             except BaseException:  # whatever the tripwire's exception became in the student's code
                 if trips.reference is None:
                     raise

@@ -1,6 +1,6 @@
 """Attention with dropout in torch: the twins of :mod:`dropout_course.attention`, and a layer.
 
-Chapter 7, book/07_modern.md (planned). The same forward/backward pair on tensors (the mask of
+Chapter 7, book/07_modern_architectures.md. The same forward/backward pair on tensors (the mask of
 the probabilities (N, Tq, Tk) drawn from ``generator``, on the input's device):
 
     out = dropout(softmax(q k^T / sqrt(d)), p) v

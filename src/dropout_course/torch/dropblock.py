@@ -1,6 +1,6 @@
 """DropBlock in torch, on CPU or CUDA: the twins of :mod:`dropout_course.dropblock`, and a layer.
 
-Chapter 7, book/07_modern.md (planned); Chapter 6, book/06_beyond_dense.md, explains why
+Chapter 7, book/07_modern_architectures.md; Chapter 6, book/06_beyond_dense.md, explains why
 independent pixels are a weak target on correlated feature maps. The seed rate ``gamma``, the
 argument checks and the cache type are the numpy module's; the seeds come from ``generator``,
 on the generator's device.

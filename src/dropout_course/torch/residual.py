@@ -1,6 +1,6 @@
 """Drop-path and stochastic depth in torch: the twins of :mod:`dropout_course.residual`.
 
-Chapter 7, book/07_modern.md (planned). The same functions on tensors (masks drawn from
+Chapter 7, book/07_modern_architectures.md. The same functions on tensors (masks drawn from
 ``generator`` and moved to the branch's device), and two layers on ``DropoutLayer`` whose
 ``forward`` goes through ``differentiable``, so autograd runs the library's backward:
 

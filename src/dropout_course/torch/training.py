@@ -47,7 +47,7 @@ class Evaluation(NamedTuple):
     accuracy: float
 
 
-def _linear(fan_in: int, fan_out: int, std: float, generator: torch.Generator) -> nn.Linear:
+def seeded_linear(fan_in: int, fan_out: int, std: float, generator: torch.Generator) -> nn.Linear:
     """``nn.Linear`` on the generator's device with N(0, std^2) weights from ``generator``.
 
     ``skip_init`` avoids nn.Linear's default initialisation, which would draw from torch's global
@@ -99,7 +99,9 @@ def build_mlp(
         p = config.p_input if layer == 0 else config.p_hidden
         if p > 0:
             layers.append(_dropout_layer(config.dropout, p, generator, scaling))
-        layers.append(_linear(fan_in, fan_out, init_std(fan_in, config.activation), generator))
+        layers.append(
+            seeded_linear(fan_in, fan_out, init_std(fan_in, config.activation), generator)
+        )
         if layer < len(sizes) - 2:
             layers.append(_ACTIVATION_LAYERS[config.activation]())
     return nn.Sequential(*layers)
