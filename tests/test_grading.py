@@ -44,6 +44,7 @@ from dropout_grading.provenance import Forbidden, call_guarded, reference_uses
 from dropout_grading.sandbox import (
     Handle,
     RemoteFunction,
+    TensorValue,
     Worker,
     WorkerDied,
     from_wire,
@@ -406,6 +407,35 @@ def test_wire_sends_values_and_keeps_other_objects_as_handles():
     assert isinstance(value[2], Handle) and from_wire(value[2], store) is cache
     np.testing.assert_array_equal(value[0], np.ones(2))
     assert value[1] == [1.5, "x"] and value[3] == np.float32(2)
+
+
+def test_wire_sends_tensors_by_value_and_refuses_malformed_ones():
+    torch = pytest.importorskip("torch")
+    wire = to_wire((torch.arange(6, dtype=torch.int16).view(2, 3), torch.ones(2).bool()), {})
+    tensor, flags = load_untrusted(pickle.dumps(wire, protocol=5))
+    assert (tensor.dtype, tensor.device) == ("torch.int16", "cpu")
+    np.testing.assert_array_equal(tensor.array, np.arange(6).reshape(2, 3))
+    assert flags.dtype == "torch.bool" and flags.array.tolist() == [True, True]
+    with pytest.raises(pickle.UnpicklingError, match="malformed tensor"):
+        load_untrusted(pickle.dumps(TensorValue(np.ones(2), 3, "cpu")))  # dtype not text
+
+
+def test_worker_syncs_torch_generators_and_tensors_back(tmp_path: Path):
+    torch = pytest.importorskip("torch")
+    module = ASSIGNMENT_MODULES["ch7_modern_architectures"]
+    with Worker(module, cwd=str(tmp_path), timeout=10, memory_mb=4096) as worker:
+        worker.run_cell(
+            "import torch\n"
+            "def draw(x, generator):\n"
+            "    x.mul_(2)\n"
+            "    return torch.rand(3, generator=generator)"
+        )
+        generator, x = torch.Generator().manual_seed(4), torch.ones(2)
+        drawn = worker.function("draw")(x, generator)
+    expected = torch.Generator().manual_seed(4)
+    np.testing.assert_array_equal(drawn.array, torch.rand(3, generator=expected).numpy())
+    assert torch.equal(torch.rand(2, generator=generator), torch.rand(2, generator=expected))
+    assert x.tolist() == [2.0, 2.0]
 
 
 def test_untrusted_pickles_cannot_run_code():
