@@ -28,7 +28,7 @@ bounds are split over the devices, so a correct solution fails with probability 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -89,6 +89,21 @@ def devices() -> tuple[str, ...]:
 def new_generator(device: str, seed: int) -> torch.Generator:
     """A torch Generator on ``device`` seeded with ``seed``."""
     return torch.Generator(device=device).manual_seed(seed)
+
+
+def require_generator_reproducible(
+    read: Callable[[torch.Generator], np.ndarray], seed: int, what: str, device: str
+) -> None:
+    """``read`` gives the same result from two generators on ``device`` seeded alike, and
+    different results from different seeds: every draw comes from the generator argument."""
+    require_reproducible(
+        read,
+        seed,
+        what=what,
+        new_rng=lambda s: new_generator(device, s),
+        source=GENERATOR_ADVICE,
+        name="generator",
+    )
 
 
 def signed_uniform(rng: np.random.Generator, shape: Sequence[int], device: str) -> torch.Tensor:
@@ -257,10 +272,7 @@ def drop_path_rate(fns: Functions, *, shape, p_values, seed: int) -> None:
         def read(gen: torch.Generator, device: str = device) -> np.ndarray:
             return drop_path_factors(fns, shape, p_values[0], gen, device)[0]
 
-        require_reproducible(
-            read, seed, what="drop_path", new_rng=lambda s, d=device: new_generator(d, s),
-            source=GENERATOR_ADVICE, name="generator",
-        )  # fmt: skip
+        require_generator_reproducible(read, seed, "drop_path", device)
 
 
 # DropBlock ----------------------------------------------------------------------------------------
@@ -399,10 +411,7 @@ def dropblock_mask_rate(fns: Functions, *, shape, block_size: int, p_values, see
         def read(gen: torch.Generator) -> np.ndarray:
             return call_dropblock_mask(fns, shape, p_values[0], b, gen)[0]
 
-        require_reproducible(
-            read, seed, what="dropblock_mask", new_rng=lambda s, d=device: new_generator(d, s),
-            source=GENERATOR_ADVICE, name="generator",
-        )  # fmt: skip
+        require_generator_reproducible(read, seed, "dropblock_mask", device)
 
 
 # Attention with dropout on the probabilities ------------------------------------------------------
@@ -603,10 +612,7 @@ def attention_draws(fns, *, n: int, t: int, d_model: int, p_values, seed: int) -
         def read(gen: torch.Generator) -> np.ndarray:
             return attention_masks(fns, d_model, p_values[0], gen, n, t)[0][0]
 
-        require_reproducible(
-            read, seed, what="AttentionWithDropout in train()", name="generator",
-            new_rng=lambda s, d=device: new_generator(d, s), source=GENERATOR_ADVICE,
-        )  # fmt: skip
+        require_generator_reproducible(read, seed, "AttentionWithDropout in train()", device)
 
 
 def cell(summary: str, prop, functions: tuple[str, ...], **defaults: Any) -> Row:
