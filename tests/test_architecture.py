@@ -74,6 +74,9 @@ READABLE = [
         "residual",
         "dropblock",
         "attention",
+        "recurrent",
+        "calibration",
+        "concrete",
     )
 ]
 """The modules whose functions students write: each reads like its chapter's formula."""
