@@ -1,6 +1,6 @@
 """Dropout in a recurrent network: a reference LSTM in numpy with masks at three places.
 
-Chapter 8, book/08_recurrent.md (planned). Sequences are batch first, ``x`` of shape (N, T, D):
+Chapter 8, book/08_recurrent.md. Sequences are batch first, ``x`` of shape (N, T, D):
 N sequences of T steps of D features, as in :func:`dropout_course.masks.locked_mask` and
 ``torch.nn.LSTM(batch_first=True)``. The hidden size is H. The weights have ``torch.nn.LSTM``'s
 layout and gate order (i, f, g, o), so its weights load directly: ``W_ih`` (4H, D) is

@@ -1,6 +1,6 @@
 """Dropout in a recurrent network in torch: the twins of :mod:`dropout_course.recurrent`.
 
-Chapter 8, book/08_recurrent.md (planned). The same reference LSTM on tensors, batch first
+Chapter 8, book/08_recurrent.md. The same reference LSTM on tensors, batch first
 (x of shape (N, T, D)), gate order (i, f, g, o) and ``torch.nn.LSTM``'s weight layout, with
 dropout on the inputs, the recurrent state and the outputs (locked or per-step masks drawn from
 ``generator``, moved to the input's device). Autograd differentiates ``lstm_forward`` (there is no

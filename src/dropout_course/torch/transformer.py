@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from .._validate import check_count, check_positive, check_probability, check_rank, check_seed
-from ..corpus import VOCAB_SIZE, load_corpus
+from ..corpus import VOCAB_SIZE, Corpus, load_corpus
 from .attention import attention
 from .dropout import Dropout, DropoutLayer
 
@@ -158,7 +159,7 @@ class CharTransformer(nn.Module):
         return self.head(self.norm(h))
 
 
-def next_char_loss(model: CharTransformer, windows: torch.Tensor) -> torch.Tensor:
+def next_char_loss(model: nn.Module, windows: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy (nats per character) of predicting windows[:, 1:] from windows[:, :-1].
 
     ``windows``: int64 ids of shape (N, T + 1), T <= the model's context.
@@ -217,7 +218,7 @@ class LanguageModelResult:
     val_loss: np.ndarray
 
 
-def evaluate(model: CharTransformer, windows: torch.Tensor) -> float:
+def evaluate(model: nn.Module, windows: torch.Tensor) -> float:
     """``next_char_loss`` on ``windows`` in eval mode, without gradient; then restores the mode."""
     was_training = model.training
     model.eval()
@@ -227,17 +228,33 @@ def evaluate(model: CharTransformer, windows: torch.Tensor) -> float:
     return loss
 
 
-def fit_language_model(job: LanguageModelJob) -> tuple[CharTransformer, LanguageModelResult]:
-    """Train ``job``'s model from its seed; return it (in train mode) and its loss curves."""
-    corpus = load_corpus(job.n_train, job.n_val)
-    length = job.model.context + 1
+class WindowSchedule(Protocol):
+    """What ``train_on_windows`` reads from a job (Chapter 7's and Chapter 8's jobs have it)."""
+
+    seed: int
+    steps: int
+    batch_size: int
+    lr: float
+    eval_every: int
+    n_eval: int
+
+
+def train_on_windows(
+    model: nn.Module, corpus: Corpus, length: int, job: WindowSchedule
+) -> LanguageModelResult:
+    """Train ``model`` (ids (N, T) -> logits) on windows of ``length`` characters of ``corpus``.
+
+    ``job.steps`` Adam steps of ``job.batch_size`` random training windows (a numpy Generator
+    seeded ``[job.seed, 1]``, a stream apart from the model's masks); every ``job.eval_every``
+    steps and at the end, the loss in eval mode on ``job.n_eval`` fixed, evenly spaced windows of
+    the training and of the validation text. Leaves the model in train mode.
+    """
     fixed = {
         side: windows_at(text, window_starts(len(text), length, job.n_eval), length)
         for side, text in (("train", corpus.train), ("val", corpus.val))
     }
-    model = CharTransformer(job.model, torch.Generator().manual_seed(job.seed))
     optimiser = torch.optim.Adam(model.parameters(), lr=job.lr)
-    rng = np.random.default_rng([job.seed, 1])  # the batches: a stream apart from the masks
+    rng = np.random.default_rng([job.seed, 1])
     steps, train_loss, val_loss = [], [], []
     for step in range(job.steps + 1):
         if step % job.eval_every == 0 or step == job.steps:
@@ -251,7 +268,14 @@ def fit_language_model(job: LanguageModelJob) -> tuple[CharTransformer, Language
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    return model, LanguageModelResult(np.array(steps), np.array(train_loss), np.array(val_loss))
+    return LanguageModelResult(np.array(steps), np.array(train_loss), np.array(val_loss))
+
+
+def fit_language_model(job: LanguageModelJob) -> tuple[CharTransformer, LanguageModelResult]:
+    """Train ``job``'s model from its seed; return it (in train mode) and its loss curves."""
+    model = CharTransformer(job.model, torch.Generator().manual_seed(job.seed))
+    corpus = load_corpus(job.n_train, job.n_val)
+    return model, train_on_windows(model, corpus, job.model.context + 1, job)
 
 
 def train_language_model(job: LanguageModelJob) -> LanguageModelResult:
