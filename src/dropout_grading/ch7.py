@@ -106,6 +106,16 @@ def require_generator_reproducible(
     )
 
 
+def require_inverted_factor(alive: np.ndarray, p: float, what: str, kept: str, when: str) -> None:
+    """The surviving factors ``alive`` (out / x where kept) all equal 1/(1-p): inverted scaling."""
+    if alive.size:
+        factor = factor_named(p, f"{kept} come out")(float(np.median(alive)))
+        require(
+            near(alive, np.full_like(alive, 1 / (1 - p))),
+            f"{what}: {factor}; they must be multiplied by 1/(1-p){when} (inverted scaling)",
+        )
+
+
 def signed_uniform(rng: np.random.Generator, shape: Sequence[int], device: str) -> torch.Tensor:
     """float32 tensor on ``device``: random signs, |x| in [0.5, 1.5] (no zeros: out / x reads a
     pass's factors back)."""
@@ -260,13 +270,7 @@ def drop_path_rate(fns: Functions, *, shape, p_values, seed: int) -> None:
             factors, what = drop_path_factors(fns, shape, p, gen, device)
             first = factors.reshape(shape[0], -1)[:, 0]
             alive = first[~np.isclose(first, 0.0)]
-            if alive.size:
-                factor = float(np.median(alive))
-                require(
-                    near(alive, np.full_like(alive, 1 / (1 - p))),
-                    f"{what}: {factor_named(p, 'kept examples come out')(factor)}; they must be "
-                    "multiplied by 1/(1-p) (inverted scaling)",
-                )
+            require_inverted_factor(alive, p, what, "kept examples", "")
             require_rate(~np.isclose(first, 0.0), p, delta=delta, what=what)
 
         def read(gen: torch.Generator, device: str = device) -> np.ndarray:
@@ -594,13 +598,7 @@ def attention_draws(fns, *, n: int, t: int, d_model: int, p_values, seed: int) -
                     "scores, dropping scores before the softmax changes nothing: dropout goes on "
                     "the probabilities, after the softmax"
                 )
-            if alive.size:
-                factor = float(np.median(alive))
-                require(
-                    near(alive, np.full_like(alive, 1 / (1 - p))),
-                    f"{what}: {factor_named(p, 'kept probabilities come out')(factor)}; they must "
-                    "be multiplied by 1/(1-p) in training (inverted scaling)",
-                )
+            require_inverted_factor(alive, p, what, "kept probabilities", " in training")
             keep = ~np.isclose(factors, 0.0)
             require_rate(keep, p, delta=delta, what=what)
             require_independent(
