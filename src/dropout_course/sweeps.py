@@ -408,7 +408,12 @@ def run_sweep(
         path = None if directory is None else directory / f"{cache_key(subset, config)}.npz"
         jobs.append((subset, config, path))
     runs = {}
-    results = tqdm(_train_all(jobs, workers), total=len(jobs), desc="runs", disable=not progress)
+    results = tqdm(
+        map_in_workers(_train_or_load, jobs, workers),
+        total=len(jobs),
+        desc="runs",
+        disable=not progress,
+    )
     for point, config, result in zip(points, configs, results, strict=True):
         runs[tuple(point.values())] = Run(config, point["n_train"], result.history, result.params)
     return SweepResult(axes, runs)
@@ -457,11 +462,6 @@ def map_in_workers(
     if workers == 1:
         return map(function, jobs)
     return _worker_pool(workers).map(function, jobs)
-
-
-def _train_all(jobs: list, workers: int) -> Iterator[TrainResult]:
-    """``_train_or_load`` of every job, in order: in this process, or in ``workers`` at once."""
-    return map_in_workers(_train_or_load, jobs, workers)
 
 
 def mean_and_spread(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
