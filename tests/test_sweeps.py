@@ -286,6 +286,18 @@ def test_mean_and_spread_over_seeds():
     np.testing.assert_array_equal(spread, [0.0, 0.0])
 
 
+def test_mean_sd_formats_one_value_per_seed_and_glues_plain_floats(monkeypatch):
+    assert sw.mean_sd(np.array([1.0, 3.0])) == "2.000 ± 1.414"
+    assert sw.mean_sd([0.01, 0.03], digits=1, sign="+", scale=100) == "+2.0 ± 1.4"
+    with pytest.raises(ValueError, match=r"one number per seed, shape \(seeds,\): \(2, 2\)"):
+        sw.mean_sd(np.ones((2, 2)))
+    glued = {}
+    monkeypatch.setattr("myst_nb.glue", lambda name, value, display: glued.update({name: value}))
+    sw.glue_mean_sd("gap", np.array([0.1, 0.3]), scale=10)
+    assert glued == pytest.approx({"gap": 2.0, "gap_sd": np.sqrt(2.0)})
+    assert all(type(value) is float for value in glued.values())
+
+
 def test_best_rate_averages_validation_over_runs_and_ignores_other_columns():
     table = {
         "p": np.array([0.5, 0.0, 0.5, 0.2, 0.0, 0.2]),

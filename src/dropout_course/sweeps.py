@@ -471,6 +471,35 @@ def mean_and_spread(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values.mean(axis=-1), spread
 
 
+def _per_seed(values: np.ndarray) -> np.ndarray:
+    """``values`` as a float (seeds,) array; raise for any other rank."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"values must hold one number per seed, shape (seeds,): {values.shape}")
+    return values
+
+
+def mean_sd(values: np.ndarray, digits: int = 3, sign: str = "", scale: float = 1.0) -> str:
+    """``"mean ± sd"`` of ``scale * values`` over the seeds, one (seeds,) array, as the book prints.
+
+    ``digits`` decimals for both; ``sign="+"`` prints the mean's sign (for a paired change).
+    """
+    mean, spread = mean_and_spread(_per_seed(values) * scale)
+    return f"{mean:{sign}.{digits}f} ± {spread:.{digits}f}"
+
+
+def glue_mean_sd(name: str, values: np.ndarray, scale: float = 1.0) -> None:
+    """Glue the mean over the seeds of ``scale * values`` as ``name``, the sample sd as ``name_sd``.
+
+    For the book's prose (myst-nb's ``{glue:text}``); both are plain Python floats.
+    """
+    from myst_nb import glue  # the book's tool; only chapters call this
+
+    mean, spread = mean_and_spread(_per_seed(values) * scale)
+    glue(name, float(mean), display=False)
+    glue(f"{name}_sd", float(spread), display=False)
+
+
 def best_rate(table: Mapping[str, Sequence[float] | np.ndarray]) -> float:
     """The dropout rate with the highest mean validation accuracy in a table of runs.
 
