@@ -139,6 +139,8 @@ AUTOGRADED = {  # assignment -> (autograded points, autograded test cells); + 4 
     "ch5_tuning": (12, 9),
     "ch6_beyond_dense": (20, 14),
     "ch7_modern_architectures": (17, 10),
+    "ch8_recurrent": (18, 15),
+    "ch9_uncertainty": (18, 13),
 }
 
 

@@ -30,6 +30,8 @@ ASSIGNMENT_MODULES = {
     "ch1_coadaptation": "dropout_grading.ch1",
     "ch6_beyond_dense": "dropout_grading.ch6",
     "ch7_modern_architectures": "dropout_grading.ch7",
+    "ch8_recurrent": "dropout_grading.ch8",
+    "ch9_uncertainty": "dropout_grading.ch9",
 }
 """nbgrader assignment id -> module of its checks (add a line per new assignment)."""
 
