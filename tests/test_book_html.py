@@ -294,9 +294,13 @@ def test_download_and_launch_buttons(built_book, docname):
         assert href.endswith(f"{docname}{suffix}") and page.target(href).is_file(), href
     launchers = [e for e in page.select("a") if e.within_class("dropdown-launch-buttons")]
     titles = {e.attrs.get("title"): e.attrs.get("href", "") for e in launchers}
-    for title in expected_launch_buttons():
-        assert title in titles, f"{docname}: no '{title}' button; found {sorted(titles)}"
-        assert f"{docname}.md" in unquote(titles[title]), f"{title} opens {titles[title]}"
+    expected = expected_launch_buttons()
+    assert sorted(titles) == sorted(expected), f"{docname}: launch buttons {sorted(titles)}"
+    for title in expected:  # each opens the chapter's notebook, a file of the repository
+        assert f"{docname}.ipynb" in unquote(titles[title]), f"{title} opens {titles[title]}"
+    assert (ROOT / f"{docname}.ipynb").is_file()
+    if "Launch on Binder" in titles:  # JupyterLab on the chapter's notebook
+        assert f"urlpath=lab/tree/{docname}.ipynb" in unquote(titles["Launch on Binder"])
 
 
 def test_search_page_and_index(built_book):
