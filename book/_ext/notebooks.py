@@ -1,7 +1,7 @@
 """Sphinx extension: keep a runnable ``.ipynb`` beside every chapter, for Colab, Binder and hubs.
 
-The chapters are MyST Markdown notebooks (``book/NN_name.md``), which JupyterLab opens through
-jupytext but Colab cannot open at all. The book theme's launch buttons link to
+The chapters (and the introduction) are MyST Markdown notebooks (``book/NN_name.md``), which
+JupyterLab opens through jupytext but Colab cannot open at all. The book theme's launch buttons link to
 ``book/NN_name.ipynb`` whenever that file exists beside the source, so this extension writes it at
 the start of every build: the chapter's cells (outputs empty, as in the source) after one first
 cell that installs the course's library where it is missing, pinned to the release the book was
@@ -21,7 +21,6 @@ from sphinx.application import Sphinx
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOK = ROOT / "book"
-CHAPTER_GLOB = "[0-9][0-9]_*.md"
 
 INSTALL_CELL = """\
 # Where the course's library is missing (Colab, Binder, a hub), install the release this book was
@@ -37,6 +36,11 @@ def release_version(root: Path = ROOT) -> str:
     """The package's version, from ``pyproject.toml``."""
     with open(root / "pyproject.toml", "rb") as file:
         return tomllib.load(file)["project"]["version"]
+
+
+def notebook_sources(book: Path = BOOK) -> list[Path]:
+    """The book's pages that are notebooks: MyST Markdown with a kernelspec (intro, chapters)."""
+    return [page for page in sorted(book.glob("*.md")) if "kernelspec:" in page.read_text()[:2000]]
 
 
 def chapter_notebook(source: Path, version: str) -> nbformat.NotebookNode:
@@ -63,7 +67,7 @@ def write_notebooks(book: Path = BOOK, version: str | None = None) -> list[Path]
     """Write ``NN_name.ipynb`` beside every chapter whose notebook changed; return those written."""
     version = version or release_version(book.parent)
     written = []
-    for source in sorted(book.glob(CHAPTER_GLOB)):
+    for source in notebook_sources(book):
         target = source.with_suffix(".ipynb")
         text = notebook_text(chapter_notebook(source, version))
         if not target.is_file() or target.read_text() != text:
