@@ -46,10 +46,13 @@ clean:
 release: $(STAMP)
 	$(RUN) nbgrader generate_assignment "*" --force
 
-# autograde: every submission in submitted/<student>/<assignment>/ not graded yet (nbgrader adds
-# new students to the gradebook itself). AUTOGRADE_ARGS=--force regrades everything.
+# autograde: every submission in submitted/<student>/<assignment>/ not graded yet (new students
+# join the gradebook), in JOBS worker processes (default: the number of cores) with a progress bar
+# and a summary (graded, failed, timed out); each worker grades into its own copy of gradebook.db
+# and each finished submission is merged into gradebook.db (src/dropout_grading/parallel.py).
+# JOBS=1 runs nbgrader autograde itself. AUTOGRADE_ARGS=--force regrades everything.
 autograde: $(STAMP)
-	$(RUN) nbgrader autograde "*" $(AUTOGRADE_ARGS)
+	$(RUN) python -m dropout_grading.parallel $(if $(JOBS),--jobs $(JOBS)) $(AUTOGRADE_ARGS)
 
 feedback: $(STAMP)
 	$(RUN) nbgrader generate_feedback "*" $(FEEDBACK_ARGS)
