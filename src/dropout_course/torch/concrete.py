@@ -23,7 +23,7 @@ from ..concrete import (
     check_uniform,
     check_weights,
 )
-from .masks import check_generator
+from .masks import check_generator, check_linear
 
 
 def as_rate(p: float | torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
@@ -171,9 +171,7 @@ class ConcreteDropout(nn.Module):
         temperature: float = DEFAULT_TEMPERATURE,
     ):
         super().__init__()
-        if not isinstance(layer, nn.Linear):
-            raise TypeError(f"layer must be an nn.Linear, but got {type(layer).__name__}")
-        self.layer = layer
+        self.layer = check_linear(layer)
         self.generator = check_generator(generator)
         self.length_scale = check_positive(length_scale, "length_scale")
         self.n_train = check_count(n_train, "n_train", 1)

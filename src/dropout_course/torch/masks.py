@@ -9,6 +9,7 @@ masks of the low-memory dropout are in :mod:`dropout_course.torch.fast`.
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .._validate import check_probability, check_rank, check_shape
 
@@ -21,6 +22,13 @@ def check_generator(generator: object) -> torch.Generator:
             f"but got {type(generator).__name__}"
         )
     return generator
+
+
+def check_linear(layer: object) -> nn.Linear:
+    """Return ``layer`` after checking it is an ``nn.Linear`` (the layer a learned rate wraps)."""
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(f"layer must be an nn.Linear, but got {type(layer).__name__}")
+    return layer
 
 
 def keep_mask(shape: int | tuple[int, ...], p: float, generator: torch.Generator) -> torch.Tensor:

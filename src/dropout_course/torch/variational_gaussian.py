@@ -27,7 +27,7 @@ from ..variational_gaussian import (
     check_log_alpha,
     log_alpha_for_rate,
 )
-from .masks import check_generator
+from .masks import check_generator, check_linear
 
 
 def equivalent_drop_rate(log_alpha: torch.Tensor) -> torch.Tensor:
@@ -121,9 +121,7 @@ class VariationalGaussianDropout(nn.Module):
         per_unit: bool = False,
     ):
         super().__init__()
-        if not isinstance(layer, nn.Linear):
-            raise TypeError(f"layer must be an nn.Linear, but got {type(layer).__name__}")
-        self.layer = layer
+        self.layer = check_linear(layer)
         self.generator = check_generator(generator)
         self.n_train = check_count(n_train, "n_train", 1)
         init_p = check_in_interval(
